@@ -1,0 +1,122 @@
+# Zero-Mesh. `make test` and `make demo` install what they need (make deps).
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      ?= build
+PKG_CONFIG ?= pkg-config
+CC         ?= cc
+
+# Debian packages to build, test and run; --no-install-recommends keeps
+# wireguard-tools from pulling in a kernel image.
+DEB_PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libnl-3-dev \
+	libnl-route-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
+	libsodium-dev lua-busted lua-cjson wireguard-go wireguard-tools \
+	nftables iproute2 iputils-ping iperf3 util-linux procps
+
+LIBPKGS := libnl-3.0 libnl-route-3.0 libnl-genl-3.0 libmnl libnftnl libsodium
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+endif
+
+# Recursive on purpose: pkg-config runs only once deps are installed.
+CFLAGS   ?= -O2 -g
+ZM_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -fPIC -MMD -MP $(SANFLAGS) \
+	$(shell $(PKG_CONFIG) --cflags lua5.4 $(LIBPKGS)) \
+	-DZM_VERSION='"$(VERSION)"' \
+	-DZM_LUADIR='"$(PREFIX)/share/zmesh/lua"'
+ZM_LIBS  = $(shell $(PKG_CONFIG) --libs $(LIBPKGS))
+LUA_LIBS = $(shell $(PKG_CONFIG) --libs lua5.4)
+
+CORE_SRC     := $(wildcard core/*.c)
+BINDINGS_SRC := $(filter-out bindings/host.c,$(wildcard bindings/*.c))
+LIB_OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC) $(BINDINGS_SRC))
+HOST_OBJ     := $(BUILD)/obj/bindings/host.o
+MODULE       := $(BUILD)/lua/zmesh/core.so
+HOST         := $(BUILD)/zmesh
+
+# Test suites in order; each a directory of busted specs.
+SUITES  ?= unit bindings integration e2e
+BUSTED   = ZMESH_BIN=$(CURDIR)/$(HOST) ZMESH_ROOT=$(CURDIR) \
+	busted --cpath='$(CURDIR)/$(BUILD)/lua/?.so' --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lib/?.lua'
+
+.PHONY: all deps test check asan demo bench install clean
+
+all: $(HOST) $(MODULE)
+
+deps:
+	$(Q)missing=; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+			grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && \
+		apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ZM_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The module leaves Lua's symbols to the interpreter that loads it.
+$(MODULE): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(ZM_LIBS)
+
+# -Wl,-E: C modules loaded by the host (cjson) need Lua's symbols.
+$(HOST): $(HOST_OBJ) $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -Wl,-E $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(ZM_LIBS) $(LUA_LIBS)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check
+
+# Runs the suites against an existing build.
+check:
+	$(Q)fail=0; for s in $(SUITES); do \
+		echo "== tests/$$s"; \
+		$(BUSTED) $(BUSTED_FLAGS) tests/$$s || fail=1; \
+	done; exit $$fail
+
+# ASan/UBSan: the stock lua5.4 must have the ASan runtime preloaded.
+asan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS='-O1 -g' all
+	$(Q)LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(MAKE) --no-print-directory BUILD=build-asan check
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(HOST) demo
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)ZMESH_BIN=$(CURDIR)/$(HOST) $(HOST) bench
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zmesh/lua/zmesh \
+		$(DESTDIR)$(PREFIX)/share/zmesh/policies
+	install -m 0755 $(HOST) $(DESTDIR)$(PREFIX)/bin/zmesh
+	cp -R lua/zmesh/. $(DESTDIR)$(PREFIX)/share/zmesh/lua/zmesh/
+	install -m 0644 policies/*.lua $(DESTDIR)$(PREFIX)/share/zmesh/policies/
+	install -d $(DESTDIR)$(PREFIX)/lib/lua/5.4/zmesh
+	install -m 0755 $(MODULE) $(DESTDIR)$(PREFIX)/lib/lua/5.4/zmesh/core.so
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

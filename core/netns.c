@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: MIT
+
+#include "netns.h"
+#include "err.h"
+#include "nl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/nsfs.h>
+
+int zm_netns_name_valid(const char *name)
+{
+	size_t i, len;
+
+	if (!name)
+		return 0;
+	len = strlen(name);
+	if (len == 0 || len > ZM_NETNS_NAME_MAX)
+		return 0;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		      c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+static int check_name(const char *name)
+{
+	if (zm_netns_name_valid(name))
+		return 0;
+	zm_err_set("invalid namespace name");
+	return -EINVAL;
+}
+
+static void ns_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", ZM_NETNS_DIR, name);
+}
+
+static int is_netns_fd(int fd)
+{
+	return ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET;
+}
+
+/*
+ * Make /run/netns a shared mount point, as iproute2 does, so that a name
+ * removed in one mount namespace goes away in the others too.
+ */
+static int prepare_netns_dir(void)
+{
+	int made = 0;
+
+	if (mkdir(ZM_NETNS_DIR, 0755) && errno != EEXIST)
+		return -errno;
+	while (mount("", ZM_NETNS_DIR, "none", MS_SHARED | MS_REC, NULL)) {
+		if (errno != EINVAL || made)
+			return -errno;
+		if (mount(ZM_NETNS_DIR, ZM_NETNS_DIR, "none", MS_BIND | MS_REC,
+			  NULL))
+			return -errno;
+		made = 1;
+	}
+	return 0;
+}
+
+/* In a forked child: a new namespace, pinned on PATH. Async-signal-safe. */
+static void __attribute__((noreturn)) create_child(const char *path, int wfd)
+{
+	int err = 0;
+
+	if (unshare(CLONE_NEWNET))
+		err = errno;
+	else if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL))
+		err = errno;
+	if (write(wfd, &err, sizeof(err)) != sizeof(err))
+		_exit(2);
+	_exit(err ? 1 : 0);
+}
+
+int zm_netns_create(const char *name)
+{
+	char path[PATH_MAX];
+	int pipefd[2], fd, err, child_err = EIO;
+	pid_t pid;
+
+	zm_err_clear();
+	err = check_name(name);
+	if (err)
+		return err;
+	err = prepare_netns_dir();
+	if (err) {
+		zm_err_set("cannot prepare %s", ZM_NETNS_DIR);
+		return err;
+	}
+	ns_path(path, sizeof(path), name);
+	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+	if (fd < 0) {
+		err = -errno;
+		if (err == -EEXIST)
+			zm_err_set("namespace '%s' already exists", name);
+		return err;
+	}
+	close(fd);
+
+	if (pipe2(pipefd, O_CLOEXEC)) {
+		err = -errno;
+		goto out_unlink;
+	}
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		goto out_unlink;
+	}
+	if (pid == 0)
+		create_child(path, pipefd[1]);
+	close(pipefd[1]);
+	if (read(pipefd[0], &child_err, sizeof(child_err)) != sizeof(child_err))
+		child_err = EIO;
+	close(pipefd[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (!child_err)
+		return 0;
+	err = -child_err;
+	zm_err_set("cannot create namespace '%s'", name);
+out_unlink:
+	umount2(path, MNT_DETACH);
+	unlink(path);
+	return err;
+}
+
+int zm_netns_exists(const char *name)
+{
+	char path[PATH_MAX];
+	int fd, ret;
+
+	zm_err_clear();
+	if (check_name(name))
+		return -EINVAL;
+	ns_path(path, sizeof(path), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	ret = is_netns_fd(fd);
+	close(fd);
+	return ret;
+}
+
+void zm_strv_free(char **v, size_t count)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	for (i = 0; i < count; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int zm_netns_list(char ***names, size_t *count)
+{
+	struct dirent *de;
+	char **v = NULL, **nv;
+	size_t n = 0, cap = 0;
+	DIR *dir;
+
+	zm_err_clear();
+	*names = NULL;
+	*count = 0;
+	dir = opendir(ZM_NETNS_DIR);
+	if (!dir)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(dir))) {
+		if (!zm_netns_name_valid(de->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto nomem;
+			v = nv;
+		}
+		v[n] = strdup(de->d_name);
+		if (!v[n])
+			goto nomem;
+		n++;
+	}
+	closedir(dir);
+	qsort(v, n, sizeof(*v), cmp_str);
+	*names = v;
+	*count = n;
+	return 0;
+nomem:
+	closedir(dir);
+	zm_strv_free(v, n);
+	return -ENOMEM;
+}
+
+/* The (dev, ino) identity of the namespace named NAME. */
+static int ns_identity(const char *name, struct stat *st)
+{
+	char path[PATH_MAX];
+	int fd, err = 0;
+
+	ns_path(path, sizeof(path), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (!is_netns_fd(fd))
+		err = -EINVAL;
+	else if (fstat(fd, st))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static int collect_pids(const struct stat *ns, pid_t **pids, size_t *count)
+{
+	char path[64];
+	struct dirent *de;
+	struct stat st;
+	pid_t *v = NULL, *nv, self = getpid();
+	size_t n = 0, cap = 0;
+	DIR *dir;
+
+	dir = opendir("/proc");
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end || pid <= 0 || pid == self)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/ns/net", pid);
+		/* Zombies and vanished processes have no namespace: skip. */
+		if (stat(path, &st))
+			continue;
+		if (st.st_dev != ns->st_dev || st.st_ino != ns->st_ino)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(dir);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = (pid_t)pid;
+	}
+	closedir(dir);
+	*pids = v;
+	*count = n;
+	return 0;
+}
+
+int zm_netns_pids(const char *name, pid_t **pids, size_t *count)
+{
+	struct stat ns;
+	int err;
+
+	zm_err_clear();
+	*pids = NULL;
+	*count = 0;
+	err = check_name(name);
+	if (err)
+		return err;
+	err = ns_identity(name, &ns);
+	if (err) {
+		if (err == -ENOENT)
+			zm_err_set("namespace '%s' does not exist", name);
+		return err;
+	}
+	return collect_pids(&ns, pids, count);
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Signal everything inside; 0 once nothing is left, -EBUSY if it stays. */
+static int end_processes(const struct stat *ns, int sig, unsigned int wait_ms)
+{
+	pid_t *pids;
+	size_t n, i;
+	unsigned int waited = 0;
+	int err;
+
+	for (;;) {
+		err = collect_pids(ns, &pids, &n);
+		if (err)
+			return err;
+		if (!n)
+			return 0;
+		if (waited == 0)
+			for (i = 0; i < n; i++) {
+				kill(pids[i], sig);
+				/* Our own children would linger as zombies. */
+				waitpid(pids[i], NULL, WNOHANG);
+			}
+		else
+			for (i = 0; i < n; i++)
+				waitpid(pids[i], NULL, WNOHANG);
+		free(pids);
+		if (waited >= wait_ms)
+			return -EBUSY;
+		sleep_ms(10);
+		waited += 10;
+	}
+}
+
+int zm_netns_delete(const char *name, unsigned int grace_ms)
+{
+	char path[PATH_MAX];
+	struct stat ns;
+	int err;
+
+	zm_err_clear();
+	err = check_name(name);
+	if (err)
+		return err;
+	ns_path(path, sizeof(path), name);
+	err = ns_identity(name, &ns);
+	if (err == -ENOENT) {
+		zm_err_set("namespace '%s' does not exist", name);
+		return err;
+	}
+	if (!err) {
+		if (end_processes(&ns, SIGTERM, grace_ms) == -EBUSY &&
+		    end_processes(&ns, SIGKILL, 2000) == -EBUSY) {
+			zm_err_set("processes in namespace '%s' do not end",
+				   name);
+			return -EBUSY;
+		}
+	}
+	/* A stale name (file, no mount) is removed all the same. */
+	if (umount2(path, MNT_DETACH) && errno != EINVAL) {
+		err = -errno;
+		zm_err_set("cannot unmount %s", path);
+		return err;
+	}
+	if (unlink(path)) {
+		err = -errno;
+		zm_err_set("cannot remove %s", path);
+		return err;
+	}
+	return 0;
+}
+
+int zm_ns_open(const char *name, struct zm_ns **out)
+{
+	char path[PATH_MAX];
+	struct zm_ns *ns;
+	int err;
+
+	zm_err_clear();
+	*out = NULL;
+	if (name && *name) {
+		err = check_name(name);
+		if (err)
+			return err;
+		ns_path(path, sizeof(path), name);
+	} else {
+		snprintf(path, sizeof(path), "/proc/thread-self/ns/net");
+	}
+	ns = calloc(1, sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	ns->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns->fd < 0) {
+		err = -errno;
+		if (err == -ENOENT)
+			zm_err_set("namespace '%s' does not exist", name);
+		free(ns);
+		return err;
+	}
+	if (!is_netns_fd(ns->fd)) {
+		zm_err_set("'%s' is not a network namespace", path);
+		close(ns->fd);
+		free(ns);
+		return -EINVAL;
+	}
+	if (name)
+		snprintf(ns->name, sizeof(ns->name), "%s", name);
+	*out = ns;
+	return 0;
+}
+
+void zm_ns_close(struct zm_ns *ns)
+{
+	if (!ns)
+		return;
+	zm_nl_free(ns->rtnl);
+	if (ns->fd >= 0)
+		close(ns->fd);
+	free(ns);
+}
+
+const char *zm_ns_label(const struct zm_ns *ns)
+{
+	return ns->name[0] ? ns->name : "(own)";
+}
+
+int zm_ns_run(const struct zm_ns *ns, int (*fn)(void *arg), void *arg)
+{
+	int saved, ret;
+
+	saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (saved < 0)
+		return -errno;
+	if (setns(ns->fd, CLONE_NEWNET)) {
+		ret = -errno;
+		close(saved);
+		return ret;
+	}
+	ret = fn(arg);
+	/*
+	 * Going on in the wrong namespace would silently change the wrong
+	 * network; there is no safe way to continue.
+	 */
+	if (setns(saved, CLONE_NEWNET))
+		abort();
+	close(saved);
+	return ret;
+}
+
+struct socket_args {
+	int domain, type, protocol;
+};
+
+static int make_socket(void *arg)
+{
+	struct socket_args *a = arg;
+	int fd = socket(a->domain, a->type | SOCK_CLOEXEC, a->protocol);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int zm_ns_socket(const struct zm_ns *ns, int domain, int type, int protocol)
+{
+	struct socket_args a = { domain, type, protocol };
+
+	return zm_ns_run(ns, make_socket, &a);
+}
