@@ -103,9 +103,13 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(HOST) demo
 
+# Each tests/bench/*.lua prints ratios against a baseline of the same run.
+LUA_ENV = ZMESH_BIN=$(CURDIR)/$(HOST) ZMESH_ROOT=$(CURDIR) \
+	LUA_CPATH='$(CURDIR)/$(BUILD)/lua/?.so;;' \
+	LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lib/?.lua;;'
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)ZMESH_BIN=$(CURDIR)/$(HOST) $(HOST) bench
+	$(Q)for b in tests/bench/*.lua; do echo "== $$b"; $(LUA_ENV) lua5.4 $$b || exit 1; done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zmesh/lua/zmesh \

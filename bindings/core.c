@@ -20,6 +20,7 @@ static const struct area areas[] = {
 	{ "key", zm_open_key },
 	{ "wg", zm_open_wg },
 	{ "proc", zm_open_proc },
+	{ "nft", zm_open_nft },
 	{ NULL, NULL },
 };
 

@@ -11,7 +11,6 @@ local commands = {
   { "node", "zmesh.cmd.node" },
   { "net", "zmesh.cmd.net" },
   { "demo", "zmesh.cmd.demo" },
-  { "bench", "zmesh.cmd.bench" },
 }
 
 local function load_command(name)
