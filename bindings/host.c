@@ -20,7 +20,7 @@
 /* build/zmesh in a source tree finds ../lua; an installed one ZM_LUADIR. */
 static void lua_dir(char *buf, size_t len)
 {
-	char exe[PATH_MAX], probe[PATH_MAX + 32];
+	char exe[PATH_MAX - 32], probe[PATH_MAX];
 	struct stat st;
 	ssize_t n;
 	char *slash;
