@@ -72,6 +72,16 @@ int zm_key_generate_psk(struct zm_key **out)
 	return 0;
 }
 
+int zm_key_copy(const struct zm_key *src, struct zm_key **out)
+{
+	int err = key_alloc(out);
+
+	if (err)
+		return err;
+	memcpy((*out)->secret, src->secret, ZM_KEY_LEN);
+	return 0;
+}
+
 int zm_key_public(const struct zm_key *key, unsigned char pub[ZM_KEY_LEN])
 {
 	if (zm_key_init())

@@ -22,6 +22,8 @@ int zm_key_init(void);
 int zm_key_generate(struct zm_key **out);
 /* 32 random bytes, unclamped, as `wg genpsk` makes. */
 int zm_key_generate_psk(struct zm_key **out);
+/* A second key in its own sodium memory, equal to SRC. */
+int zm_key_copy(const struct zm_key *src, struct zm_key **out);
 /* Wipes and frees; NULL is fine. */
 void zm_key_free(struct zm_key *key);
 

@@ -6,6 +6,7 @@ local commands = {
   { "version", "zmesh.cmd.version" },
   { "call", "zmesh.cmd.call" },
   { "repl", "zmesh.cmd.repl" },
+  { "run", "zmesh.cmd.run" },
   { "genkey", "zmesh.cmd.genkey" },
   { "pubkey", "zmesh.cmd.pubkey" },
   { "node", "zmesh.cmd.node" },

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/* The two WireGuard backends behind wg.h. Only wg.c calls these. */
+#ifndef ZM_WG_BACKEND_H
+#define ZM_WG_BACKEND_H
+
+#include "wg.h"
+
+/* kernel (wg_kernel.c): rtnetlink + generic netlink via libmnl */
+int zm_wg_kernel_probe(void);
+/* Link of kind "wireguard" born in c->birth, moved to c->target. */
+int zm_wg_kernel_create(const struct zm_wg_create *c);
+/* WG_CMD_SET_DEVICE, split over several messages for large peer lists. */
+int zm_wg_kernel_set(struct zm_ns *ns, const struct zm_wg_device *dev);
+/* WG_CMD_GET_DEVICE, every part of the dump read and merged. */
+int zm_wg_kernel_get(struct zm_ns *ns, const char *name,
+		     struct zm_wg_device **out);
+
+/* userspace (wg_uapi.c): wireguard-go + the userspace API socket */
+int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid);
+int zm_wg_uapi_set(const struct zm_wg_device *dev);
+int zm_wg_uapi_get(const char *name, struct zm_wg_device **out);
+/* 1 when a daemon answers on NAME's socket. */
+int zm_wg_uapi_serves(const char *name);
+int zm_wg_uapi_pid(const char *name);
+/* Stop the daemon serving NAME and remove a stale socket. */
+int zm_wg_uapi_stop(const char *name, unsigned int grace_ms);
+
+#endif

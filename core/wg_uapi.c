@@ -1,0 +1,681 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The userspace backend: wireguard-go, configured over the cross-platform
+ * userspace API (wireguard.com/xplatform) on /run/wireguard/NAME.sock.
+ * Keys cross this file only in sodium memory, wiped after use.
+ */
+#include "err.h"
+#include "link.h"
+#include "netns.h"
+#include "wg.h"
+#include "wg_backend.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define IO_BUF 4096
+
+static int socket_path(const char *name, struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if ((size_t)snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/%s.sock",
+			     ZM_WG_SOCKET_DIR, name) >= sizeof(sun->sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int uapi_connect(const char *name)
+{
+	struct sockaddr_un sun;
+	int fd, err;
+
+	err = socket_path(name, &sun);
+	if (err)
+		return err;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int zm_wg_uapi_serves(const char *name)
+{
+	int fd = uapi_connect(name);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+int zm_wg_uapi_pid(const char *name)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd, err = 0;
+
+	fd = uapi_connect(name);
+	if (fd < 0) {
+		zm_err_set("no userspace WireGuard serves '%s'", name);
+		return fd == -ECONNREFUSED ? -ENOENT : fd;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		err = -errno;
+	close(fd);
+	return err ? err : cred.pid;
+}
+
+/* A request writer whose buffer may hold keys: sodium memory. */
+struct writer {
+	int fd;
+	int err;
+	size_t len;
+	char *buf;
+};
+
+static int writer_init(struct writer *w, int fd)
+{
+	w->fd = fd;
+	w->err = 0;
+	w->len = 0;
+	w->buf = sodium_malloc(IO_BUF);
+	return w->buf ? 0 : -ENOMEM;
+}
+
+static void writer_flush(struct writer *w)
+{
+	size_t off = 0;
+
+	while (!w->err && off < w->len) {
+		ssize_t n = send(w->fd, w->buf + off, w->len - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			w->err = -errno;
+		else
+			off += (size_t)n;
+	}
+	w->len = 0;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+writer_line(struct writer *w, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (w->err)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(w->buf + w->len, IO_BUF - w->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= IO_BUF) {
+		w->err = -EINVAL;
+		return;
+	}
+	if (w->len + (size_t)n >= IO_BUF) {
+		writer_flush(w);
+		va_start(ap, fmt);
+		n = vsnprintf(w->buf, IO_BUF, fmt, ap);
+		va_end(ap);
+	}
+	w->len += (size_t)n;
+}
+
+static void writer_free(struct writer *w)
+{
+	sodium_free(w->buf);
+}
+
+/* Line reader over the socket, its buffer in sodium memory too. */
+struct reader {
+	int fd;
+	size_t len, off;
+	char *buf;
+};
+
+static int reader_init(struct reader *r, int fd)
+{
+	r->fd = fd;
+	r->len = r->off = 0;
+	r->buf = sodium_malloc(IO_BUF + 1);
+	return r->buf ? 0 : -ENOMEM;
+}
+
+/* 1 with *line set (NUL-terminated, without '\n'), 0 at EOF, or -errno. */
+static int reader_line(struct reader *r, char **line)
+{
+	for (;;) {
+		char *nl = memchr(r->buf + r->off, '\n', r->len - r->off);
+		ssize_t n;
+
+		if (nl) {
+			*nl = '\0';
+			*line = r->buf + r->off;
+			r->off = (size_t)(nl - r->buf) + 1;
+			return 1;
+		}
+		if (r->off) {
+			memmove(r->buf, r->buf + r->off, r->len - r->off);
+			r->len -= r->off;
+			r->off = 0;
+		}
+		if (r->len >= IO_BUF)
+			return -EMSGSIZE;
+		n = recv(r->fd, r->buf + r->len, IO_BUF - r->len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		r->len += (size_t)n;
+	}
+}
+
+static void reader_free(struct reader *r)
+{
+	sodium_free(r->buf);
+}
+
+/* Read "errno=N" and the blank line that ends every answer. */
+static int read_status(struct reader *r)
+{
+	char *line;
+	int ret, status = -EPROTO;
+
+	while ((ret = reader_line(r, &line)) == 1) {
+		if (!line[0])
+			return status;
+		if (!strncmp(line, "errno=", 6))
+			status = -atoi(line + 6);
+	}
+	return ret < 0 ? ret : -EPROTO;
+}
+
+static void hex_key(const uint8_t *key, char *hex)
+{
+	sodium_bin2hex(hex, ZM_KEY_LEN * 2 + 1, key, ZM_KEY_LEN);
+}
+
+static void write_peer(struct writer *w, const struct zm_wg_peer *p, char *hex)
+{
+	char text[96];
+	size_t i;
+
+	hex_key(p->public_key, hex);
+	writer_line(w, "public_key=%s\n", hex);
+	if (p->flags & ZM_WGPEER_REMOVE_ME) {
+		writer_line(w, "remove=true\n");
+		return;
+	}
+	if (p->flags & ZM_WGPEER_UPDATE_ONLY)
+		writer_line(w, "update_only=true\n");
+	if (p->flags & ZM_WGPEER_HAS_PRESHARED_KEY) {
+		if (p->preshared_key)
+			hex_key(p->preshared_key->secret, hex);
+		else
+			memset(hex, '0', ZM_KEY_LEN * 2);
+		hex[ZM_KEY_LEN * 2] = '\0';
+		writer_line(w, "preshared_key=%s\n", hex);
+	}
+	if (p->flags & ZM_WGPEER_HAS_ENDPOINT) {
+		zm_wg_format_endpoint(p, text, sizeof(text));
+		writer_line(w, "endpoint=%s\n", text);
+	}
+	if (p->flags & ZM_WGPEER_HAS_KEEPALIVE)
+		writer_line(w, "persistent_keepalive_interval=%u\n",
+			    p->persistent_keepalive);
+	if (p->flags & ZM_WGPEER_REPLACE_ALLOWEDIPS)
+		writer_line(w, "replace_allowed_ips=true\n");
+	for (i = 0; i < p->n_allowedips; i++) {
+		zm_wg_format_allowedip(&p->allowedips[i], text, sizeof(text));
+		writer_line(w, "allowed_ip=%s\n", text);
+	}
+}
+
+int zm_wg_uapi_set(const struct zm_wg_device *dev)
+{
+	struct writer w;
+	struct reader r;
+	char *hex;
+	size_t i;
+	int fd, err;
+
+	fd = uapi_connect(dev->name);
+	if (fd < 0) {
+		zm_err_set("userspace WireGuard '%s' does not answer", dev->name);
+		return fd;
+	}
+	hex = sodium_malloc(ZM_KEY_LEN * 2 + 1);
+	err = hex ? writer_init(&w, fd) : -ENOMEM;
+	if (err)
+		goto out_close;
+	err = reader_init(&r, fd);
+	if (err)
+		goto out_writer;
+
+	writer_line(&w, "set=1\n");
+	if (dev->flags & ZM_WG_HAS_PRIVATE_KEY) {
+		if (dev->private_key)
+			hex_key(dev->private_key->secret, hex);
+		else
+			memset(hex, '0', ZM_KEY_LEN * 2);
+		hex[ZM_KEY_LEN * 2] = '\0';
+		writer_line(&w, "private_key=%s\n", hex);
+	}
+	if (dev->flags & ZM_WG_HAS_LISTEN_PORT)
+		writer_line(&w, "listen_port=%u\n", dev->listen_port);
+	if (dev->flags & ZM_WG_HAS_FWMARK)
+		writer_line(&w, "fwmark=%u\n", dev->fwmark);
+	if (dev->flags & ZM_WG_REPLACE_PEERS)
+		writer_line(&w, "replace_peers=true\n");
+	for (i = 0; i < dev->n_peers; i++)
+		write_peer(&w, &dev->peers[i], hex);
+	writer_line(&w, "\n");
+	writer_flush(&w);
+	err = w.err;
+	if (!err)
+		err = read_status(&r);
+	if (err)
+		zm_err_set("userspace WireGuard '%s' refused the change",
+			   dev->name);
+	reader_free(&r);
+out_writer:
+	writer_free(&w);
+out_close:
+	sodium_free(hex);
+	close(fd);
+	return err;
+}
+
+/* Parse one "key=value" of a get answer into dev. */
+static int parse_get_line(struct zm_wg_device *dev, size_t *cap, char *key,
+			  char *value)
+{
+	struct zm_wg_peer *peer = dev->n_peers ? &dev->peers[dev->n_peers - 1] :
+						 NULL;
+	unsigned long long num = strtoull(value, NULL, 10);
+
+	if (!strcmp(key, "private_key")) {
+		int err = zm_key_generate(&dev->private_key);
+
+		if (err)
+			return err;
+		if (sodium_hex2bin(dev->private_key->secret, ZM_KEY_LEN, value,
+				   strlen(value), NULL, NULL, NULL))
+			return -EPROTO;
+		dev->flags |= ZM_WG_HAS_PRIVATE_KEY;
+		if (!zm_key_public(dev->private_key, dev->public_key))
+			dev->has_public_key = true;
+	} else if (!strcmp(key, "listen_port")) {
+		dev->listen_port = (uint16_t)num;
+		dev->flags |= ZM_WG_HAS_LISTEN_PORT;
+	} else if (!strcmp(key, "fwmark")) {
+		dev->fwmark = (uint32_t)num;
+		dev->flags |= ZM_WG_HAS_FWMARK;
+	} else if (!strcmp(key, "public_key")) {
+		if (dev->n_peers == *cap) {
+			size_t ncap = *cap ? *cap * 2 : 16;
+			struct zm_wg_peer *np = realloc(dev->peers,
+							ncap * sizeof(*np));
+
+			if (!np)
+				return -ENOMEM;
+			dev->peers = np;
+			*cap = ncap;
+		}
+		peer = &dev->peers[dev->n_peers++];
+		memset(peer, 0, sizeof(*peer));
+		if (sodium_hex2bin(peer->public_key, ZM_KEY_LEN, value,
+				   strlen(value), NULL, NULL, NULL))
+			return -EPROTO;
+	} else if (!peer) {
+		return 0;	/* a device field we do not keep */
+	} else if (!strcmp(key, "endpoint")) {
+		if (zm_wg_parse_endpoint(value, peer))
+			return -EPROTO;
+		peer->flags |= ZM_WGPEER_HAS_ENDPOINT;
+	} else if (!strcmp(key, "preshared_key")) {
+		static const char zero[ZM_KEY_LEN * 2 + 1] =
+			"0000000000000000000000000000000000000000000000000000000000000000";
+
+		if (strcmp(value, zero))
+			peer->flags |= ZM_WGPEER_HAS_PRESHARED_KEY;
+	} else if (!strcmp(key, "persistent_keepalive_interval")) {
+		peer->persistent_keepalive = (uint16_t)num;
+		if (num)
+			peer->flags |= ZM_WGPEER_HAS_KEEPALIVE;
+	} else if (!strcmp(key, "last_handshake_time_sec")) {
+		peer->last_handshake_sec = (int64_t)num;
+	} else if (!strcmp(key, "last_handshake_time_nsec")) {
+		peer->last_handshake_nsec = (int64_t)num;
+	} else if (!strcmp(key, "rx_bytes")) {
+		peer->rx_bytes = num;
+	} else if (!strcmp(key, "tx_bytes")) {
+		peer->tx_bytes = num;
+	} else if (!strcmp(key, "allowed_ip")) {
+		struct zm_wg_allowedip *na;
+
+		na = realloc(peer->allowedips,
+			     (peer->n_allowedips + 1) * sizeof(*na));
+		if (!na)
+			return -ENOMEM;
+		peer->allowedips = na;
+		if (zm_wg_parse_allowedip(value, &na[peer->n_allowedips]))
+			return -EPROTO;
+		peer->n_allowedips++;
+	}
+	return 0;
+}
+
+int zm_wg_uapi_get(const char *name, struct zm_wg_device **out)
+{
+	struct zm_wg_device *dev;
+	struct reader r;
+	size_t cap = 0;
+	char *line, *eq;
+	int fd, err, ret, status = -EPROTO;
+
+	*out = NULL;
+	fd = uapi_connect(name);
+	if (fd < 0) {
+		zm_err_set("userspace WireGuard '%s' does not answer", name);
+		return fd;
+	}
+	dev = calloc(1, sizeof(*dev));
+	err = dev ? reader_init(&r, fd) : -ENOMEM;
+	if (err)
+		goto out_close;
+	snprintf(dev->name, sizeof(dev->name), "%s", name);
+	if (send(fd, "get=1\n\n", 7, MSG_NOSIGNAL) != 7) {
+		err = -errno;
+		goto out_reader;
+	}
+	while ((ret = reader_line(&r, &line)) == 1) {
+		if (!line[0])
+			break;
+		eq = strchr(line, '=');
+		if (!eq) {
+			err = -EPROTO;
+			break;
+		}
+		*eq = '\0';
+		if (!strcmp(line, "errno")) {
+			status = -atoi(eq + 1);
+			continue;
+		}
+		err = parse_get_line(dev, &cap, line, eq + 1);
+		if (err)
+			break;
+	}
+	if (!err && ret < 0)
+		err = ret;
+	if (!err)
+		err = status;
+out_reader:
+	reader_free(&r);
+out_close:
+	close(fd);
+	if (err) {
+		zm_err_set("cannot read userspace WireGuard '%s'", name);
+		zm_wg_device_free(dev);
+		return err;
+	}
+	*out = dev;
+	return 0;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Alive and not a zombie. */
+static int process_alive(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/* Signal PID, wait up to wait_ms; 1 if it is still alive after. */
+static int end_process(pid_t pid, int sig, unsigned int wait_ms)
+{
+	unsigned int waited = 0;
+
+	kill(pid, sig);
+	while (process_alive(pid) && waited < wait_ms) {
+		sleep_ms(10);
+		waited += 10;
+	}
+	return process_alive(pid);
+}
+
+static void unlink_socket(const char *name)
+{
+	struct sockaddr_un sun;
+
+	if (!socket_path(name, &sun))
+		unlink(sun.sun_path);
+}
+
+int zm_wg_uapi_stop(const char *name, unsigned int grace_ms)
+{
+	int pid;
+
+	pid = zm_wg_uapi_pid(name);
+	zm_err_clear();
+	if (pid > 0 && end_process(pid, SIGTERM, grace_ms) &&
+	    end_process(pid, SIGKILL, 2000)) {
+		zm_err_set("wireguard-go for '%s' (pid %d) does not end", name,
+			   pid);
+		return -EBUSY;
+	}
+	/* A daemon that died leaves its socket behind. */
+	unlink_socket(name);
+	return 0;
+}
+
+/*
+ * Forked twice so that the daemon belongs to no one (init reaps it) and
+ * outlives a short-lived zmesh. The middle child reports the daemon's pid;
+ * a close-on-exec pipe reports a failed exec.
+ */
+static int spawn_daemon(const struct zm_wg_create *c, pid_t *out)
+{
+	const char *program = c->program ? c->program : "wireguard-go";
+	int pid_pipe[2], exec_pipe[2], err, child_err = 0;
+	pid_t mid, daemon_pid = 0;
+
+	if (pipe2(pid_pipe, O_CLOEXEC))
+		return -errno;
+	if (pipe2(exec_pipe, O_CLOEXEC)) {
+		err = -errno;
+		close(pid_pipe[0]);
+		close(pid_pipe[1]);
+		return err;
+	}
+	mid = fork();
+	if (mid < 0) {
+		err = -errno;
+		goto out;
+	}
+	if (mid == 0) {
+		pid_t gc;
+
+		setsid();
+		if (setns(c->birth->fd, CLONE_NEWNET))
+			_exit(1);
+		gc = fork();
+		if (gc == 0) {
+			char *argv[] = { (char *)program, "-f", (char *)c->name,
+					 NULL };
+			int fd = open(c->log_path ? c->log_path : "/dev/null",
+				      O_WRONLY | O_CREAT | O_APPEND, 0600);
+			int devnull = open("/dev/null", O_RDONLY);
+
+			if (fd < 0 || devnull < 0)
+				goto exec_failed;
+			dup2(devnull, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			dup2(exec_pipe[1], 3);
+			fcntl(3, F_SETFD, FD_CLOEXEC);
+			close_range(4, ~0U, 0);
+			setenv("WG_PROCESS_FOREGROUND", "1", 1);
+			execvp(program, argv);
+exec_failed:
+			err = errno;
+			if (write(3, &err, sizeof(err)) < 0)
+				_exit(126);
+			_exit(127);
+		}
+		if (write(pid_pipe[1], &gc, sizeof(gc)) != sizeof(gc))
+			_exit(1);
+		_exit(gc > 0 ? 0 : 1);
+	}
+	close(pid_pipe[1]);
+	close(exec_pipe[1]);
+	pid_pipe[1] = exec_pipe[1] = -1;
+	if (read(pid_pipe[0], &daemon_pid, sizeof(daemon_pid)) !=
+	    sizeof(daemon_pid))
+		daemon_pid = 0;
+	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (daemon_pid <= 0) {
+		err = -ECHILD;
+		zm_err_set("cannot start %s", program);
+		goto out;
+	}
+	/* EOF once exec has succeeded; an errno when it failed. */
+	if (read(exec_pipe[0], &child_err, sizeof(child_err)) ==
+	    sizeof(child_err)) {
+		err = -child_err;
+		zm_err_set("cannot run %s", program);
+		goto out;
+	}
+	*out = daemon_pid;
+	err = 0;
+out:
+	close(pid_pipe[0]);
+	close(exec_pipe[0]);
+	if (pid_pipe[1] >= 0)
+		close(pid_pipe[1]);
+	if (exec_pipe[1] >= 0)
+		close(exec_pipe[1]);
+	return err;
+}
+
+static int same_ns(const struct zm_ns *a, const struct zm_ns *b)
+{
+	struct stat sa, sb;
+
+	if (fstat(a->fd, &sa) || fstat(b->fd, &sb))
+		return 0;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
+{
+	unsigned int timeout = c->timeout_ms ? c->timeout_ms : 5000;
+	unsigned int waited = 0;
+	struct zm_link_change move = { 0 };
+	pid_t daemon_pid = 0;
+	int err;
+
+	if (zm_wg_uapi_serves(c->name)) {
+		zm_err_set("a userspace WireGuard already serves '%s'", c->name);
+		return -EEXIST;
+	}
+	if (zm_link_index(c->target, c->name) >= 0 ||
+	    zm_link_index(c->birth, c->name) >= 0) {
+		zm_err_clear();
+		zm_err_set("link '%s' already exists", c->name);
+		return -EEXIST;
+	}
+	zm_err_clear();
+	if (mkdir(ZM_WG_SOCKET_DIR, 0755) && errno != EEXIST) {
+		err = -errno;
+		zm_err_set("cannot make %s", ZM_WG_SOCKET_DIR);
+		return err;
+	}
+	err = spawn_daemon(c, &daemon_pid);
+	if (err)
+		return err;
+	/* Moving the link before the API socket answers kills the daemon. */
+	while (!zm_wg_uapi_serves(c->name)) {
+		if (!process_alive(daemon_pid)) {
+			zm_err_set("wireguard-go for '%s' exited at start (see %s)",
+				   c->name, c->log_path ? c->log_path : "its log");
+			err = -ECHILD;
+			goto fail;
+		}
+		if (waited >= timeout) {
+			zm_err_set("wireguard-go for '%s' did not answer in %u ms",
+				   c->name, timeout);
+			err = -ETIMEDOUT;
+			goto fail;
+		}
+		sleep_ms(5);
+		waited += 5;
+	}
+	if (!same_ns(c->birth, c->target)) {
+		move.has = ZM_LINK_SET_NETNS;
+		move.netns = c->target;
+		err = zm_link_set(c->birth, c->name, &move);
+		if (err)
+			goto fail;
+	}
+	if (c->mtu) {
+		move.has = ZM_LINK_SET_MTU;
+		move.mtu = c->mtu;
+		err = zm_link_set(c->target, c->name, &move);
+		if (err)
+			goto fail;
+	}
+	*pid = daemon_pid;
+	return 0;
+fail:
+	end_process(daemon_pid, SIGKILL, 2000);
+	unlink_socket(c->name);
+	return err;
+}
