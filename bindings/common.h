@@ -56,7 +56,7 @@ void zm_open_route(lua_State *L);
 void zm_open_sysctl(lua_State *L);
 void zm_open_key(lua_State *L);
 void zm_open_wg(lua_State *L);
-void zm_open_proc(lua_State *L);
+void zm_open_fs(lua_State *L);
 void zm_open_nft(lua_State *L);
 
 int luaopen_zmesh_core(lua_State *L);

@@ -19,7 +19,7 @@ static const struct area areas[] = {
 	{ "sysctl", zm_open_sysctl },
 	{ "key", zm_open_key },
 	{ "wg", zm_open_wg },
-	{ "proc", zm_open_proc },
+	{ "fs", zm_open_fs },
 	{ "nft", zm_open_nft },
 	{ NULL, NULL },
 };

@@ -201,6 +201,8 @@ int zm_key_save(const struct zm_key *key, const char *path)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
+	if (zm_key_init())
+		return -EIO;
 	b64 = sodium_malloc(ZM_KEY_B64_LEN + 2);
 	if (!b64)
 		return -ENOMEM;
@@ -235,6 +237,9 @@ int zm_key_load(const char *path, struct zm_key **out)
 	int fd, err;
 
 	*out = NULL;
+	/* sodium_malloc aborts before sodium_init. */
+	if (zm_key_init())
+		return -EIO;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		err = -errno;

@@ -265,6 +265,8 @@ int zm_wg_uapi_set(const struct zm_wg_device *dev)
 	size_t i;
 	int fd, err;
 
+	if (zm_key_init())
+		return -EIO;
 	fd = uapi_connect(dev->name);
 	if (fd < 0) {
 		zm_err_set("userspace WireGuard '%s' does not answer", dev->name);
@@ -401,6 +403,8 @@ int zm_wg_uapi_get(const char *name, struct zm_wg_device **out)
 	int fd, err, ret, status = -EPROTO;
 
 	*out = NULL;
+	if (zm_key_init())
+		return -EIO;
 	fd = uapi_connect(name);
 	if (fd < 0) {
 		zm_err_set("userspace WireGuard '%s' does not answer", name);

@@ -34,6 +34,17 @@ local function is_array(t)
   return count == n
 end
 
+-- cjson escapes "/" as "\/"; JSON does not need it, and paths and
+-- prefixes read better without. Encode the pieces between slashes.
+local function encode_string(s)
+  if not s:find("/", 1, true) then return cjson.encode(s) end
+  local parts = {}
+  for piece in (s .. "/"):gmatch("(.-)/") do
+    parts[#parts + 1] = cjson.encode(piece):sub(2, -2)
+  end
+  return '"' .. table.concat(parts, "/") .. '"'
+end
+
 local function encode_value(v, indent, depth, out)
   local tv = type(v)
   if tv == "table" then
@@ -60,12 +71,14 @@ local function encode_value(v, indent, depth, out)
       table.sort(keys)
       out[#out + 1] = "{"
       for i, k in ipairs(keys) do
-        out[#out + 1] = (i > 1 and "," or "") .. nl .. cjson.encode(k) .. sep
+        out[#out + 1] = (i > 1 and "," or "") .. nl .. encode_string(k) .. sep
         encode_value(v[k], indent, depth + 1, out)
       end
       out[#out + 1] = close .. "}"
     end
-  elseif tv == "string" or tv == "number" or tv == "boolean" or v == cjson.null then
+  elseif tv == "string" then
+    out[#out + 1] = encode_string(v)
+  elseif tv == "number" or tv == "boolean" or v == cjson.null then
     out[#out + 1] = cjson.encode(v)
   elseif v == nil then
     out[#out + 1] = "null"

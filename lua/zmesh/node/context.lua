@@ -1,0 +1,71 @@
+-- What every node-side entry point needs: the node config, where state
+-- lives, and the node's own key (for opening sealed NR keys).
+local config = require "zmesh.node.config"
+local core = require "zmesh.core"
+local json = require "zmesh.json"
+
+local context = {}
+
+-- PARAMS.config: a path to the node config (else $ZMESH_NODE_CONFIG, else
+-- /etc/zmesh/node.json).
+function context.load(params)
+  local path = params and params.config
+  if path ~= nil and type(path) ~= "string" then
+    error("config: must be the path of the node config file", 0)
+  end
+  local cfg = config.load(path)
+  return {
+    cfg = cfg,
+    key_path = cfg.state_dir .. "/node.key",
+    nr_dir = cfg.run_dir .. "/nr",
+    log_dir = cfg.run_dir .. "/log",
+  }
+end
+
+-- The node key; nil and a message when the node was never started.
+function context.node_key(ctx)
+  local key, err = core.key.load(ctx.key_path)
+  if not key then
+    return nil, "the node has no key yet (run node.start first): " .. tostring(err)
+  end
+  return key
+end
+
+-- Load the node key, making it (mode 0600) the first time.
+function context.ensure_node_key(ctx)
+  local key = core.key.load(ctx.key_path)
+  if key then return key end
+  assert(core.fs.mkdir(ctx.cfg.state_dir, tonumber("700", 8)))
+  key = core.key.generate()
+  local ok, err = key:save(ctx.key_path)
+  if not ok then error("cannot save the node key: " .. tostring(err), 0) end
+  return key
+end
+
+-- Applied NR configs, kept so that a dead daemon can be restarted with its
+-- configuration and the node knows its NRs. Only sealed keys are in them.
+function context.saved_nrs(ctx)
+  local out = {}
+  local names = core.fs.list(ctx.nr_dir) or {}
+  for _, file in ipairs(names) do
+    local id = file:match("^([a-z0-9]+)%.json$")
+    if id then
+      local cfg = json.read_file(ctx.nr_dir .. "/" .. file)
+      if cfg then out[id] = cfg end
+    end
+  end
+  return out
+end
+
+function context.save_nr(ctx, raw)
+  assert(core.fs.mkdir(ctx.nr_dir, tonumber("700", 8)))
+  local ok, err = core.fs.write(ctx.nr_dir .. "/" .. raw.net_id .. ".json",
+    json.encode(raw, { pretty = true }) .. "\n", tonumber("600", 8))
+  if not ok then error(err, 0) end
+end
+
+function context.forget_nr(ctx, net_id)
+  os.remove(ctx.nr_dir .. "/" .. net_id .. ".json")
+end
+
+return context

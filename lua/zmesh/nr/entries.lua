@@ -1,0 +1,53 @@
+-- nr.* entry points: provisioning hands this node an NR config.
+local context = require "zmesh.node.context"
+local json = require "zmesh.json"
+local nr = require "zmesh.nr"
+
+local entries = {}
+
+-- The node config comes from $ZMESH_NODE_CONFIG or /etc/zmesh/node.json;
+-- PARAMS is the NR config itself.
+local function split(params)
+  return context.load(), params
+end
+
+function entries.apply(params)
+  local ctx, raw = split(params)
+  return nr.apply(ctx, raw)
+end
+
+function entries.plan(params)
+  local ctx, raw = split(params)
+  return { changes = json.array(nr.plan(ctx, raw)) }
+end
+
+function entries.remove(params)
+  local ctx = split(params)
+  return { net_id = params.net_id, removed = nr.remove(ctx, params.net_id) }
+end
+
+function entries.list(params)
+  local ctx = split(params)
+  return json.array(nr.list(ctx))
+end
+
+function entries.status(params)
+  local ctx = split(params)
+  return nr.status(ctx, params.net_id)
+end
+
+function entries.check(params)
+  local ctx = split(params)
+  return nr.check(ctx)
+end
+
+entries.describe = {
+  apply = "converge this node's NR to the given NR config (JSON as rendered by `zmesh net render`)",
+  plan = "print the changes nr.apply would make for the given NR config, changing nothing",
+  remove = "remove the NR {net_id} with its WireGuard daemon and namespace",
+  list = "the NRs applied on this node and whether they are up",
+  status = "WireGuard peers, links, addresses and routes of the NR {net_id}",
+  check = "restart every NR whose WireGuard no longer answers, from its saved config",
+}
+
+return entries

@@ -1,0 +1,37 @@
+-- The NR's address on the ndmz bridge: 100.127.x.y/16, allocated per node.
+-- An NR keeps the address it has; a new one takes the lowest free.
+local ip = require "zmesh.ip"
+local names = require "zmesh.node.names"
+
+local uplink = {}
+
+local RANGE = ip.parse_cidr(names.NR_UPLINK_RANGE)
+
+-- The uplink address of NR namespace NS now, or nil.
+local function current(core, ns)
+  for _, a in ipairs(core.addr.dump(ns, names.UPLINK) or {}) do
+    local p = ip.parse_cidr(a.addr)
+    if p and ip.contains(RANGE, p) then return a.addr end
+  end
+end
+
+-- Reads every NR namespace (read-only) and picks NET_ID's address.
+function uplink.allocate(core, net_id)
+  local mine = names.nr_ns(net_id)
+  local used = {}
+  for _, ns in ipairs(core.netns.list() or {}) do
+    if ns:match("^n%-[a-z0-9]+$") then
+      local a = current(core, ns)
+      if a and ns == mine then return a end
+      if a then used[a] = true end
+    end
+  end
+  -- .0 is the network, .1 the ndmz; the last is the broadcast address.
+  for n = 2, ip.subnet_count(RANGE, 32) - 2 do
+    local text = ip.format_addr(ip.host(RANGE, n)) .. "/16"
+    if not used[text] then return text end
+  end
+  error("no free address left in " .. names.NR_UPLINK_RANGE, 0)
+end
+
+return uplink

@@ -1,0 +1,65 @@
+-- Inventory: what the kernel has now, for every namespace and object the
+-- desired state mentions. Reads only.
+local resources = require "zmesh.reconcile.resources"
+
+local inventory = {}
+
+local HOST, core_ns = resources.HOST, resources.core_ns
+
+local function ns_mentioned(desired)
+  local set, list = {}, {}
+  local function add(ns)
+    if ns and not set[ns] then
+      set[ns] = true
+      list[#list + 1] = ns
+    end
+  end
+  for _, r in ipairs(desired) do
+    add(r.kind == "netns" and r.name or r.ns)
+    add(r.peer_ns)
+    add(r.parent_ns)
+    add(r.from_ns)
+    add(r.birth_ns)
+  end
+  return list
+end
+
+local function must(value, err)
+  if value == nil then error(err, 0) end
+  return value
+end
+
+-- Read one namespace: links by name, addresses by link, main routes.
+local function read_ns(core, ns)
+  local st = { links = {}, addrs = {}, routes = {} }
+  local cns = core_ns(ns)
+  for _, l in ipairs(must(core.link.dump(cns))) do st.links[l.name] = l end
+  for _, a in ipairs(must(core.addr.dump(cns))) do
+    st.addrs[a.dev] = st.addrs[a.dev] or {}
+    st.addrs[a.dev][#st.addrs[a.dev] + 1] = a
+  end
+  st.routes = must(core.route.dump(cns))
+  return st
+end
+
+-- inv.netns[name] = true for every named namespace;
+-- inv.ns[name] = {links, addrs, routes} for the mentioned ones that exist
+-- ("host" always does); inv.sysctl[key]; inv.wg[key] = device or false.
+function inventory.read(core, desired)
+  local inv = { netns = {}, ns = {}, sysctl = {}, wg = {} }
+  for _, name in ipairs(must(core.netns.list())) do inv.netns[name] = true end
+  for _, ns in ipairs(ns_mentioned(desired)) do
+    if ns == HOST or inv.netns[ns] then inv.ns[ns] = read_ns(core, ns) end
+  end
+  for _, r in ipairs(desired) do
+    local st = inv.ns[r.ns]
+    if r.kind == "sysctl" and st then
+      inv.sysctl[resources.key(r)] = core.sysctl.get(core_ns(r.ns), r.key)
+    elseif r.kind == "wg" and st and st.links[r.name] then
+      inv.wg[resources.key(r)] = core.wg.get({ ns = core_ns(r.ns), name = r.name }) or false
+    end
+  end
+  return inv
+end
+
+return inventory
