@@ -1,14 +1,26 @@
 -- nr.* entry points: provisioning hands this node an NR config.
+local check = require "zmesh.check"
 local context = require "zmesh.node.context"
 local json = require "zmesh.json"
+local names = require "zmesh.node.names"
 local nr = require "zmesh.nr"
+local nr_config = require "zmesh.nr.config"
 
 local entries = {}
 
 -- The node config comes from $ZMESH_NODE_CONFIG or /etc/zmesh/node.json;
--- PARAMS is the NR config itself.
+-- PARAMS is the NR config itself, checked before the node is looked at.
 local function split(params)
+  nr_config.validate(params)
   return context.load(), params
+end
+
+local function with_net_id(params)
+  check.known_fields(params, { "net_id" })
+  if not names.valid_net_id(params.net_id) then
+    check.fail("net_id", params.net_id, "must be 1..12 of a-z 0-9")
+  end
+  return context.load()
 end
 
 function entries.apply(params)
@@ -22,22 +34,24 @@ function entries.plan(params)
 end
 
 function entries.remove(params)
-  local ctx = split(params)
+  local ctx = with_net_id(params)
   return { net_id = params.net_id, removed = nr.remove(ctx, params.net_id) }
 end
 
 function entries.list(params)
-  local ctx = split(params)
+  check.known_fields(params, {})
+  local ctx = context.load()
   return json.array(nr.list(ctx))
 end
 
 function entries.status(params)
-  local ctx = split(params)
+  local ctx = with_net_id(params)
   return nr.status(ctx, params.net_id)
 end
 
 function entries.check(params)
-  local ctx = split(params)
+  check.known_fields(params, {})
+  local ctx = context.load()
   return nr.check(ctx)
 end
 

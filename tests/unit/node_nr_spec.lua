@@ -1,0 +1,180 @@
+-- The node side through a fake core: node.start, nr.apply (idempotent,
+-- changes only what differs), plan, rollback, remove, containers.
+local fake_core = require "fake_core"
+
+local function tmpdir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+describe("node side (fake core)", function()
+  local fake, ctx, node, nr, container, dir, node_key
+
+  local function nr_config(over)
+    local key = fake_core.make_key("nrsecret")
+    local c = {
+      net_id = "abc", network = "demo", node_id = "n1", ip_range = "10.1.0.0/16",
+      subnet = "10.1.1.0/24", wireguard_private_key = key:seal(node_key),
+      wireguard_listen_port = 51820,
+      peers = {
+        { subnet = "10.1.2.0/24", wireguard_public_key = string.rep("B", 42) .. "A=",
+          allowed_ips = { "10.1.2.0/24", "100.64.1.2/32" }, endpoint = "203.0.113.12:51820" },
+      },
+    }
+    for k, v in pairs(over or {}) do c[k] = v end
+    return c
+  end
+
+  before_each(function()
+    dir = tmpdir()
+    fake = fake_core.new()
+    local req = fake_core.loader(fake)
+    local path = fake_core.node_config(dir)
+    ctx = req("zmesh.node.context").load({ config = path })
+    node, nr, container = req("zmesh.node"), req("zmesh.nr"), req("zmesh.container")
+    local started = node.start(ctx)
+    node_key = started.public_key
+  end)
+
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("builds the ndmz and is idempotent", function()
+    assert.is_true(fake.core.netns.exists("ndmz"))
+    local links = {}
+    for _, l in ipairs(fake.core.link.dump("ndmz")) do links[l.name] = l end
+    assert.equal("macvlan", links.public.kind)
+    assert.equal("bridge", links.tonrs.kind)
+    assert.is_true(links.tonrs.up)
+    assert.same({}, node.plan(ctx))
+  end)
+
+  it("applies an NR, then a second apply changes nothing", function()
+    local res = nr.apply(ctx, nr_config())
+    assert.equal("n-abc", res.namespace)
+    assert.equal("100.64.1.1/16", res.mesh_address)
+    assert.equal("100.127.0.2/16", res.uplink_address)
+    local wg = fake.core.wg.get { ns = "n-abc", name = "w-abc" }
+    assert.equal(fake_core.make_key("nrsecret"):public(), wg.public_key)
+    assert.equal(1, #wg.peers)
+    fake.reset_calls()
+    assert.same({}, nr.plan(ctx, nr_config()))
+    nr.apply(ctx, nr_config())
+    assert.same({}, fake.calls)
+  end)
+
+  it("changes only the peer that differs", function()
+    nr.apply(ctx, nr_config())
+    local cfg = nr_config()
+    cfg.peers[2] = { subnet = "10.1.3.0/24", wireguard_public_key = string.rep("C", 42) .. "A=",
+      allowed_ips = { "10.1.3.0/24", "100.64.1.3/32" }, endpoint = "203.0.113.13:51820" }
+    local plan = nr.plan(ctx, cfg)
+    assert.equal(1, #plan)
+    assert.matches("add peer CCCCCCCC", plan[1])
+    assert.not_matches("BBBBBBBB", plan[1])
+    fake.reset_calls()
+    nr.apply(ctx, cfg)
+    assert.same({ "wg.set w-abc" }, fake.calls)
+    table.remove(cfg.peers, 1)
+    plan = nr.plan(ctx, cfg)
+    assert.same(1, #plan)
+    assert.matches("remove peer BBBBBBBB", plan[1])
+  end)
+
+  it("routes everything into the tunnel when the exit is the mesh", function()
+    local cfg = nr_config()
+    cfg.exit = "mesh"
+    cfg.peers[1].allowed_ips = { "0.0.0.0/0" }
+    nr.apply(ctx, cfg)
+    local default
+    for _, r in ipairs(fake.core.route.dump("n-abc")) do
+      if r.dst == "default" then default = r end
+    end
+    assert.equal("w-abc", default.dev)
+    assert.is_nil(default.via)
+  end)
+
+  it("rolls a new NR back when the apply fails half-way", function()
+    fake.fail["wg.set"] = "EADDRINUSE"
+    local ok, err = pcall(nr.apply, ctx, nr_config())
+    assert.is_false(ok)
+    assert.matches("apply failed at 'wireguard w%-abc@n%-abc", err)
+    assert.matches("EADDRINUSE", err)
+    assert.matches("rolled back", err)
+    assert.is_false(fake.core.netns.exists("n-abc"))
+    assert.is_nil(fake.core.wg.pid("w-abc"))
+  end)
+
+  it("rejects a key sealed for another node, changing nothing", function()
+    local cfg = nr_config({ wireguard_private_key = fake_core.make_key("x"):seal(string.rep("Z", 42) .. "A=") })
+    fake.reset_calls()
+    local ok, err = pcall(nr.apply, ctx, cfg)
+    assert.is_false(ok)
+    assert.matches("wireguard_private_key: does not open with this node's key", err)
+    assert.same({}, fake.calls)
+  end)
+
+  it("refuses a listen port outside the node's range or used by another NR", function()
+    local ok, err = pcall(nr.apply, ctx, nr_config({ wireguard_listen_port = 80 }))
+    assert.is_false(ok)
+    assert.matches("wireguard_listen_port 80: outside this node's range 51820..52819", err, 1, true)
+    nr.apply(ctx, nr_config())
+    ok, err = pcall(nr.apply, ctx, nr_config({ net_id = "other", subnet = "10.1.5.0/24" }))
+    assert.is_false(ok)
+    assert.matches("already used by NR abc", err, 1, true)
+  end)
+
+  it("gives a second NR the next uplink address and keeps the first's", function()
+    nr.apply(ctx, nr_config())
+    local res = nr.apply(ctx, nr_config({ net_id = "def", wireguard_listen_port = 51821 }))
+    assert.equal("100.127.0.3/16", res.uplink_address)
+    assert.equal("100.127.0.2/16", nr.apply(ctx, nr_config()).uplink_address)
+  end)
+
+  it("attaches and detaches a container", function()
+    nr.apply(ctx, nr_config())
+    local res = container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    assert.equal(res.port, require("zmesh.node.names").container_port("c1"))
+    local eth0 = fake.core.link.get("c1", "eth0")
+    assert.is_true(eth0.up)
+    assert.same({ { dev = "eth0", addr = "10.1.1.10/24", scope = "global", family = 4 } },
+      fake.core.addr.dump("c1"))
+    -- An NR re-apply leaves the container's link alone.
+    assert.same({}, nr.plan(ctx, nr_config()))
+    local ok, err = pcall(container.attach, ctx, { net_id = "abc", netns = "c2", ip = "10.1.2.10", create = true })
+    assert.is_false(ok)
+    assert.matches("ip '10.1.2.10': is not in the NR's subnet 10.1.1.0/24", err, 1, true)
+    ok, err = pcall(container.attach, ctx, { net_id = "abc", netns = "c2", ip = "10.1.1.1", create = true })
+    assert.is_false(ok)
+    assert.matches("gateway", err)
+    assert.is_true(container.detach(ctx, { net_id = "abc", netns = "c1", delete = true }).detached)
+    assert.is_false(fake.core.netns.exists("c1"))
+  end)
+
+  it("restarts an NR whose daemon died, from its saved config", function()
+    nr.apply(ctx, nr_config())
+    fake.core.wg.delete { ns = "n-abc", name = "w-abc" }
+    local res = nr.check(ctx)
+    assert.same({ "abc" }, res.restarted)
+    assert.equal(1, #fake.core.wg.get({ ns = "n-abc", name = "w-abc" }).peers)
+    assert.same({ "abc" }, nr.check(ctx).healthy)
+  end)
+
+  it("stops: every NR and the ndmz go", function()
+    nr.apply(ctx, nr_config())
+    local res = node.stop(ctx)
+    assert.same({ "abc" }, res.nrs_removed)
+    assert.is_true(res.ndmz_removed)
+    assert.same({}, fake.core.netns.list())
+    assert.same({}, nr.list(ctx))
+  end)
+
+  it("publishes facts with the node key and uplink addresses", function()
+    local facts = node.facts(ctx)
+    assert.equal("n1", facts.node_id)
+    assert.equal(node_key, facts.public_key)
+    assert.same({ "203.0.113.11/24" }, facts.addresses)
+    assert.same({ min = 51820, max = 52819 }, facts.listen_ports)
+  end)
+end)

@@ -1,0 +1,116 @@
+-- diff: desired resources against an inventory, pure.
+local diff = require "zmesh.reconcile.diff"
+local apply = require "zmesh.reconcile.apply"
+
+local function inv(ns)
+  return { netns = { x = true }, ns = ns, sysctl = {}, wg = {} }
+end
+
+local function ops(actions)
+  local out = {}
+  for i, a in ipairs(actions) do out[i] = a.op end
+  return out
+end
+
+describe("reconcile.diff", function()
+  it("creates what is missing, in dependency order", function()
+    local want = {
+      { kind = "addr", ns = "y", dev = "br", addr = "10.0.0.1/24" },
+      { kind = "link", ns = "y", name = "v", type = "veth", peer = "p", peer_ns = "x", master = "br", up = true },
+      { kind = "link", ns = "y", name = "br", type = "bridge", up = true },
+      { kind = "netns", name = "y" },
+    }
+    local actions = diff.compute(want, inv({ x = { links = {}, addrs = {}, routes = {} } }))
+    assert.same({ "netns_create", "link_bridge", "link_set", "link_veth", "link_set", "addr_add" }, ops(actions))
+    assert.equal("create veth v@y <-> p@x", actions[4].text)
+    assert.equal("set v@y master br, up", actions[5].text)
+  end)
+
+  it("replaces a link of the wrong kind", function()
+    local want = { { kind = "link", ns = "x", name = "br", type = "bridge" } }
+    local actions = diff.compute(want, inv({ x = { links = { br = { name = "br", kind = "veth", up = false, mtu = 1500 } },
+      addrs = {}, routes = {} } }))
+    assert.same({ "link_delete", "link_bridge" }, ops(actions))
+    assert.matches("a veth, not a bridge", actions[1].text)
+  end)
+
+  it("prunes addresses on managed links and routes in owned namespaces only", function()
+    local st = {
+      links = { br = { name = "br", kind = "bridge", up = true, mtu = 1500 },
+        other = { name = "other", kind = "veth", up = true, mtu = 1500 } },
+      addrs = { br = { { dev = "br", addr = "10.0.0.1/24", scope = "global" },
+          { dev = "br", addr = "10.9.9.9/24", scope = "global" },
+          { dev = "br", addr = "fe80::1/64", scope = "link" } },
+        other = { { dev = "other", addr = "192.0.2.1/24", scope = "global" } } },
+      routes = { { dst = "default", via = "10.0.0.254", dev = "br", family = 4, protocol = "static" },
+        { dst = "10.0.0.0/24", dev = "br", family = 4, protocol = "kernel" },
+        { dst = "10.5.0.0/16", dev = "br", family = 4, protocol = "static" } },
+    }
+    local want = {
+      { kind = "link", ns = "x", name = "br", type = "bridge", up = true },
+      { kind = "addr", ns = "x", dev = "br", addr = "10.0.0.1/24" },
+      { kind = "route", ns = "x", dst = "default", via = "10.0.0.254", dev = "br" },
+    }
+    local actions = diff.compute(want, inv({ x = st }), { own_routes = { "x" } })
+    assert.same({ "addr_delete", "route_delete" }, ops(actions))
+    assert.equal("10.9.9.9/24", actions[1].addr)
+    assert.equal("10.5.0.0/16", actions[2].dst)
+    -- Without ownership, foreign routes stay.
+    assert.same({ "addr_delete" }, ops(diff.compute(want, inv({ x = st }))))
+  end)
+
+  it("replaces a route whose gateway changed", function()
+    local st = { links = {}, addrs = {}, routes = { { dst = "default", via = "10.0.0.254", family = 4, protocol = "static" } } }
+    local actions = diff.compute({ { kind = "route", ns = "x", dst = "default", via = "10.0.0.1" } }, inv({ x = st }))
+    assert.same({ "route_replace" }, ops(actions))
+  end)
+
+  it("changes only the WireGuard peers that differ", function()
+    local have = { public_key = "OWN", listen_port = 51820, peers = {
+      { public_key = "A", allowed_ips = { "10.0.1.0/24" }, endpoint = "192.0.2.1:1", persistent_keepalive = 0 },
+      { public_key = "B", allowed_ips = { "10.0.2.0/24" }, persistent_keepalive = 0 },
+      { public_key = "C", allowed_ips = { "10.0.3.0/24" }, persistent_keepalive = 0 } } }
+    local want = { { kind = "wg", ns = "x", name = "w", public_key = "OWN", listen_port = 51820, peers = {
+      { public_key = "A", allowed_ips = { "10.0.1.0/24" }, endpoint = "192.0.2.1:1" },
+      { public_key = "B", allowed_ips = { "10.0.2.0/24", "10.0.9.0/24" } },
+      { public_key = "D", allowed_ips = { "10.0.4.0/24" } } } } }
+    local i = inv({ x = { links = {}, addrs = {}, routes = {} } })
+    i.wg["wg x w"] = have
+    local actions = diff.compute(want, i)
+    assert.equal(1, #actions)
+    local peers = {}
+    for _, p in ipairs(actions[1].peers) do peers[p.public_key] = p end
+    assert.is_nil(peers.A)
+    assert.same({ "10.0.2.0/24", "10.0.9.0/24" }, peers.B.allowed_ips)
+    assert.is_true(peers.B.replace_allowed_ips)
+    assert.is_true(peers.C.remove)
+    assert.truthy(peers.D)
+    assert.is_nil(actions[1].private_key)
+    assert.is_nil(actions[1].listen_port)
+  end)
+
+  it("does nothing when all is as desired", function()
+    local st = { links = { br = { name = "br", kind = "bridge", up = true, mtu = 1500 } },
+      addrs = { br = { { dev = "br", addr = "10.0.0.1/24", scope = "global" } } }, routes = {} }
+    local want = { { kind = "netns", name = "x" }, { kind = "link", ns = "x", name = "br", type = "bridge", up = true },
+      { kind = "addr", ns = "x", dev = "br", addr = "10.0.0.1/24" } }
+    assert.same({}, diff.compute(want, inv({ x = st }), { own_routes = { "x" } }))
+  end)
+end)
+
+describe("reconcile.apply", function()
+  it("stops at the first failure and says what was done", function()
+    local calls = {}
+    local core = { netns = {
+      create = function(n) calls[#calls + 1] = n; if n == "b" then return nil, "EPERM: no" end return true end } }
+    local report = apply.run(core, {
+      { op = "netns_create", name = "a", text = "create namespace a" },
+      { op = "netns_create", name = "b", text = "create namespace b" },
+      { op = "netns_create", name = "c", text = "create namespace c" } })
+    assert.is_false(report.ok)
+    assert.same({ "create namespace a" }, report.done)
+    assert.equal("create namespace b", report.failed)
+    assert.equal("EPERM: no", report.error)
+    assert.same({ "a", "b" }, calls)
+  end)
+end)
