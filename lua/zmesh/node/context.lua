@@ -6,10 +6,15 @@ local json = require "zmesh.json"
 
 local context = {}
 
--- PARAMS.config: a path to the node config (else $ZMESH_NODE_CONFIG, else
--- /etc/zmesh/node.json).
+local chosen_path
+
+-- Use PATH as the node config from now on (the CLI's --config).
+function context.use_config(path) chosen_path = path end
+
+-- PARAMS.config: a path to the node config (else the one chosen with
+-- use_config, else $ZMESH_NODE_CONFIG, else /etc/zmesh/node.json).
 function context.load(params)
-  local path = params and params.config
+  local path = params and params.config or chosen_path
   if path ~= nil and type(path) ~= "string" then
     error("config: must be the path of the node config file", 0)
   end

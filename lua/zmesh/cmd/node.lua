@@ -1,0 +1,88 @@
+-- `zmesh node …`: the node side from a shell, over the same entry points
+-- that provisioning calls.
+local entry = require "zmesh.entry"
+local json = require "zmesh.json"
+
+local subcommands = {
+  { "start", "node.start", "bring up the ndmz; make the node key on first start" },
+  { "stop", "node.stop", "remove every NR and the ndmz" },
+  { "facts", "node.facts", "print what this node publishes (id, key, addresses, ports)" },
+  { "status", "node.status", "the ndmz and the NRs of this node" },
+  { "plan", "node.plan", "the changes `start` would make" },
+  { "apply", "nr.apply", "apply the NR config in FILE (- for standard input)" },
+  { "diff", "nr.plan", "the changes `apply FILE` would make, changing nothing" },
+  { "remove", "nr.remove", "remove the NR NET_ID" },
+  { "list", "nr.list", "the NRs on this node" },
+  { "check", "nr.check", "restart NRs whose WireGuard died" },
+}
+
+local function help()
+  local lines = { [[
+Runs this node's side of Zero-Mesh. The node config is read from --config
+PATH, else $ZMESH_NODE_CONFIG, else /etc/zmesh/node.json. Results print as
+JSON; errors as one line on standard error (exit status 1).
+
+subcommands:]] }
+  for _, s in ipairs(subcommands) do
+    lines[#lines + 1] = string.format("  %-7s %s", s[1], s[3])
+  end
+  return table.concat(lines, "\n")
+end
+
+local function read_file(path)
+  local f, err = path == "-" and io.stdin or io.open(path)
+  if not f then return nil, err end
+  local text = f:read("a")
+  if f ~= io.stdin then f:close() end
+  return json.decode(text)
+end
+
+return {
+  summary = "run the node side: ndmz, NRs (start, apply, facts, …)",
+  usage = "SUBCOMMAND [ARG] [--config PATH]",
+  help = help(),
+  run = function(args)
+    local sub, arg, config
+    local i = 1
+    while args[i] do
+      if args[i] == "--config" then
+        config = args[i + 1]
+        i = i + 2
+      elseif not sub then sub, i = args[i], i + 1
+      elseif not arg then arg, i = args[i], i + 1
+      else
+        io.stderr:write("zmesh node: unexpected argument '", args[i], "'\n")
+        return 2
+      end
+    end
+    if config then require("zmesh.node.context").use_config(config) end
+    local target
+    for _, s in ipairs(subcommands) do if s[1] == sub then target = s[2] end end
+    if not target then
+      io.stderr:write("zmesh node: unknown subcommand '", tostring(sub), "' (see zmesh node --help)\n")
+      return 2
+    end
+    local params = {}
+    if sub == "apply" or sub == "diff" then
+      if not arg then
+        io.stderr:write("zmesh node ", sub, ": missing FILE\n")
+        return 2
+      end
+      local err
+      params, err = read_file(arg)
+      if not params then
+        io.stderr:write("zmesh node ", sub, ": ", tostring(err), "\n")
+        return 2
+      end
+    elseif sub == "remove" then
+      params = { net_id = arg }
+    end
+    local ok, result = entry.call(target, params)
+    if not ok then
+      io.stderr:write("zmesh node ", sub, ": ", result, "\n")
+      return 1
+    end
+    io.stdout:write(json.encode(result, { pretty = true }), "\n")
+    return 0
+  end,
+}
