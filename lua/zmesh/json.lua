@@ -14,13 +14,24 @@ local object_mt = { __name = "json.object" }
 function json.array(t) return setmetatable(t or {}, array_mt) end
 function json.object(t) return setmetatable(t or {}, object_mt) end
 
+-- lua-cjson 2.1 gives every number as a float under Lua 5.4 (51820.0);
+-- whole numbers become integers again, as the JSON text meant them.
+local function integers(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = integers(x) end
+    return v
+  end
+  if math.type(v) == "float" then return math.tointeger(v) or v end
+  return v
+end
+
 -- Parse TEXT; returns value or nil, "invalid JSON: …".
 function json.decode(text)
   local ok, value = pcall(cjson.decode, text)
   if not ok then
     return nil, "invalid JSON: " .. tostring(value):gsub("^.-: ", "")
   end
-  return value
+  return integers(value)
 end
 
 local function is_array(t)
