@@ -48,7 +48,20 @@ static int l_list(lua_State *L)
 	return 1;
 }
 
+/* readlink(path) -> target */
+static int l_readlink(lua_State *L)
+{
+	char buf[4096];
+	int err = zm_fs_readlink(luaL_checkstring(L, 1), buf, sizeof(buf));
+
+	if (err)
+		return zm_push_error(L, err);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
 static const luaL_Reg funcs[] = {
+	{ "readlink", l_readlink },
 	{ "mkdir", l_mkdir },
 	{ "write", l_write },
 	{ "list", l_list },

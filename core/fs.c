@@ -127,3 +127,19 @@ nomem:
 	zm_strv_free(v, n);
 	return -ENOMEM;
 }
+
+int zm_fs_readlink(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+
+	zm_err_clear();
+	n = readlink(path, buf, len - 1);
+	if (n < 0) {
+		int err = -errno;
+
+		zm_err_set("cannot read link %s", path);
+		return err;
+	}
+	buf[n] = '\0';
+	return 0;
+}

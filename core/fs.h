@@ -14,4 +14,7 @@ int zm_fs_write_atomic(const char *path, const void *data, size_t len,
 /* Sorted entry names of DIR (no "." or ".."); free with zm_strv_free. */
 int zm_fs_list(const char *dir, char ***names, size_t *count);
 
+/* The target of symlink PATH into buf (NUL-terminated). */
+int zm_fs_readlink(const char *path, char *buf, size_t len);
+
 #endif

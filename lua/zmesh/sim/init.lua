@@ -38,9 +38,19 @@ end
 -- opts.prefix: namespace name prefix unique to this run (≤ 12 chars);
 -- opts.bin: the zmesh executable; opts.backend: WireGuard backend.
 function sim.new(opts)
+  local bin = opts.bin or os.getenv("ZMESH_BIN")
+  if not bin then
+    -- Run by the zmesh host itself (the demo): use that very binary.
+    local exe = core.fs.readlink("/proc/self/exe")
+    bin = (exe and exe:match("/zmesh$")) and exe or "zmesh"
+  end
+  if bin:find("/", 1, true) and bin:sub(1, 1) ~= "/" then
+    -- Commands run inside a node from another working directory.
+    bin = sh("realpath " .. q(bin))
+  end
   local self = setmetatable({
     prefix = assert(opts.prefix, "prefix"),
-    bin = opts.bin or os.getenv("ZMESH_BIN") or "zmesh",
+    bin = bin,
     backend = opts.backend or "auto",
     nodes = {}, order = {}, routers = {}, namespaces = {}, mount_ns = {},
     verbose = opts.verbose,
