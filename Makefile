@@ -1,5 +1,6 @@
 # Zero-Mesh. `make test` and `make demo` install what they need (make deps).
 VERSION    := 0.1.0
+.DEFAULT_GOAL := all
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD      ?= build
@@ -12,6 +13,8 @@ DEB_PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libnl-3-dev \
 	libnl-route-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
 	libsodium-dev lua-busted lua-cjson wireguard-go wireguard-tools \
 	nftables iproute2 iputils-ping iperf3 util-linux procps
+
+include tests/vm/vm.mk
 
 LIBPKGS := libnl-3.0 libnl-route-3.0 libnl-genl-3.0 libmnl libnftnl libsodium
 

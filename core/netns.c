@@ -214,7 +214,8 @@ int zm_netns_list(char ***names, size_t *count)
 		n++;
 	}
 	closedir(dir);
-	qsort(v, n, sizeof(*v), cmp_str);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);
 	*names = v;
 	*count = n;
 	return 0;
