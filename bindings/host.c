@@ -60,6 +60,12 @@ static int run(lua_State *L)
 	luaL_openlibs(L);
 	luaL_requiref(L, "zmesh.core", luaopen_zmesh_core, 0);
 	lua_pop(L, 1);
+	/* A fresh require (after package.loaded is cleared) finds it again
+	 * here, never a second copy as zmesh/core.so. */
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+	lua_pushcfunction(L, luaopen_zmesh_core);
+	lua_setfield(L, -2, "zmesh.core");
+	lua_pop(L, 1);
 
 	lua_dir(dir, sizeof(dir));
 	lua_getglobal(L, "package");
