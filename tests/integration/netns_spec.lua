@@ -54,17 +54,19 @@ describe("netns", function()
 
   it("does not leave the calling thread in another namespace", function()
     local name = testns.name("own")
-    local before = testns.sh("readlink /proc/" .. testns.sh("echo $PPID") .. "/ns/net")
+    local function here() return assert(core.fs.readlink("/proc/thread-self/ns/net")) end
+    local before = here()
     assert(core.netns.create(name))
+    local h <close> = assert(core.netns.open(name))
+    assert(core.link.bridge { ns = h, name = "br0" })
     assert(core.link.dump(name))
-    assert(core.sysctl.get(name, "net.ipv4.ip_forward"))
-    local own = assert(core.link.dump(nil))
-    local names = {}
-    for _, l in ipairs(own) do names[l.name] = true end
-    -- The machine's own links are still what we see as our own.
-    assert.is_nil(names["zt-nonexistent"])
-    assert.is_true(names.lo)
-    assert.is_string(before)
+    assert(core.addr.dump(name))
+    assert(core.route.dump(name))
+    assert(core.sysctl.set(name, "net.ipv4.ip_forward", 1))
+    assert.equal(before, here())
+    -- What was made inside is inside, not here.
+    assert.truthy(core.link.get(name, "br0"))
+    assert.is_nil(core.link.get(nil, "br0"))
   end)
 
   it("fails cleanly on a missing namespace", function()
