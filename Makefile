@@ -12,7 +12,7 @@ CC         ?= cc
 DEB_PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libnl-3-dev \
 	libnl-route-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
 	libsodium-dev lua-busted lua-cjson wireguard-go wireguard-tools \
-	nftables iproute2 iputils-ping iperf3 util-linux procps
+	nftables iproute2 iputils-ping iperf3 util-linux procps python3
 
 include tests/vm/vm.mk
 

@@ -3,6 +3,7 @@
 #include "netns.h"
 #include "err.h"
 #include "nl.h"
+#include "nft.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -426,6 +427,7 @@ void zm_ns_close(struct zm_ns *ns)
 	if (!ns)
 		return;
 	zm_nl_free(ns->rtnl);
+	zm_nft_socket_free(ns->nft);
 	if (ns->fd >= 0)
 		close(ns->fd);
 	free(ns);

@@ -13,11 +13,13 @@
 #define ZM_NETNS_NAME_MAX 64
 
 struct nl_sock;
+struct mnl_socket;
 
 /* An open namespace: the caller's own (name "") or a named one. */
 struct zm_ns {
 	int fd;
 	struct nl_sock *rtnl;	/* made on first use, bound inside the ns */
+	struct mnl_socket *nft;	/* netfilter socket, the same (nft_nl.c) */
 	char name[ZM_NETNS_NAME_MAX + 1];
 };
 

@@ -1,0 +1,177 @@
+-- policies/firewall.lua: the default diode, decided in Lua and checked
+-- here without a kernel by walking packets through the returned rules.
+local firewall = require "zmesh.firewall"
+local ip = require "zmesh.ip"
+
+local root = os.getenv("ZMESH_ROOT") or "."
+local NR_CTX = { uplink = "public", range = "10.1.0.0/16", wg = "w-abc", bridge = "b-abc" }
+
+-- A packet: { iif, oif, ct, family = 4|6, daddr, l4proto, dport, icmpv6_type }.
+local function matches(m, p)
+  local function name(want, have)
+    if not want then return true end
+    local neg = want:sub(1, 1) == "!"
+    want = want:gsub("^!", "")
+    local hit = want:sub(-1) == "*" and have and have:sub(1, #want - 1) == want:sub(1, -2) or have == want
+    return hit ~= neg
+  end
+  local function addr(want, have, family)
+    if not want then return true end
+    if p.family ~= family or not have then return false end
+    local neg = want:sub(1, 1) == "!"
+    local hit = ip.contains(ip.parse_cidr(want:gsub("^!", ""), { host_ok = true }),
+      ip.parse_cidr(have, { host_ok = true }))
+    return hit ~= neg
+  end
+  local function value(want, have)
+    if want == nil then return true end
+    if type(want) == "table" then
+      for _, w in ipairs(want) do if w == have then return true end end
+      return false
+    end
+    return want == have
+  end
+  if not (name(m.iifname, p.iif) and name(m.oifname, p.oif)) then return false end
+  if m.ct_state and not value(type(m.ct_state) == "table" and m.ct_state or { m.ct_state }, p.ct) then
+    return false
+  end
+  if not (addr(m.ip_daddr, p.daddr, 4) and addr(m.ip6_daddr, p.daddr, 6)) then return false end
+  if m.udp_dport and (p.l4proto ~= "udp" or not value(m.udp_dport, p.dport)) then return false end
+  if m.udp_sport and (p.l4proto ~= "udp" or not value(m.udp_sport, p.sport)) then return false end
+  if m.icmpv6_type and (p.l4proto ~= "icmpv6" or not value(m.icmpv6_type, p.icmpv6_type)) then
+    return false
+  end
+  return true
+end
+
+-- The outcome of chain NAME for packet P: a verdict, "masquerade", or the
+-- chain's policy.
+local function walk(desc, name, p)
+  for _, c in ipairs(desc.chains) do
+    if c.name == name then
+      for _, r in ipairs(c.rules or {}) do
+        if matches(r.match or {}, p) then
+          if r.verdict then return r.verdict, r.comment end
+          if r.masquerade then return "masquerade", r.comment end
+        end
+      end
+      return c.policy or "accept", "policy"
+    end
+  end
+  error("no chain " .. name)
+end
+
+local function nr(ctx) return assert(firewall.from_policy("nr", ctx or NR_CTX)) end
+
+describe("firewall policy, nr", function()
+  it("drops anything new from the uplink, into the NR and through it", function()
+    local d = nr()
+    for _, l4 in ipairs({ { l4proto = "tcp", dport = 22 }, { l4proto = "udp", dport = 53 },
+        { l4proto = "icmp" } }) do
+      for _, ct in ipairs({ "new", "invalid", "untracked" }) do
+        local p = { iif = "public", ct = ct, family = 4, daddr = "10.1.1.2",
+          l4proto = l4.l4proto, dport = l4.dport }
+        assert.equals("drop", (walk(d, "input", p)), ct .. " " .. l4.l4proto .. " input")
+        p.oif = "b-abc"
+        assert.equals("drop", (walk(d, "forward", p)), ct .. " " .. l4.l4proto .. " forward")
+      end
+    end
+  end)
+
+  it("lets replies in, and everything out", function()
+    local d = nr()
+    for _, ct in ipairs({ "established", "related" }) do
+      assert.equals("accept", (walk(d, "input", { iif = "public", ct = ct, family = 4 })))
+      assert.equals("accept", (walk(d, "forward", { iif = "public", oif = "b-abc", ct = ct, family = 6 })))
+    end
+    assert.equals("accept", (walk(d, "forward", { iif = "b-abc", oif = "public", ct = "new", family = 4 })))
+    assert.equals("accept", (walk(d, "forward", { iif = "w-abc", oif = "b-abc", ct = "new", family = 4 })))
+    assert.equals("accept", (walk(d, "input", { iif = "w-abc", ct = "new", family = 4 })))
+  end)
+
+  it("drops invalid packets going out of the uplink (they would leave un-NATed)", function()
+    local verdict, comment = walk(nr(), "forward", { iif = "b-abc", oif = "public", ct = "invalid", family = 4 })
+    assert.equals("drop", verdict)
+    assert.equals("forward invalid out", comment)
+  end)
+
+  it("allows neighbour discovery on the uplink, not other ICMPv6", function()
+    local d = nr()
+    for _, t in ipairs({ "nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert" }) do
+      assert.equals("accept", (walk(d, "input", { iif = "public", ct = "untracked", family = 6,
+        l4proto = "icmpv6", icmpv6_type = t })))
+    end
+    assert.equals("drop", (walk(d, "input", { iif = "public", ct = "new", family = 6,
+      l4proto = "icmpv6", icmpv6_type = "echo-request" })))
+  end)
+
+  it("masquerades out of the uplink, except towards the network's own range", function()
+    local d = nr({ uplink = "public", range = "10.1.0.0/16", range6 = "fd00:1::/48" })
+    assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 4, daddr = "203.0.113.9" })))
+    assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 6, daddr = "2001:db8::9" })))
+    assert.equals("accept", (walk(d, "postrouting", { oif = "public", family = 4, daddr = "10.1.7.1" })))
+    assert.equals("accept", (walk(d, "postrouting", { oif = "public", family = 6, daddr = "fd00:1:0:5::1" })))
+    assert.equals("accept", (walk(d, "postrouting", { oif = "w-abc", family = 4, daddr = "203.0.113.9" })))
+  end)
+
+  it("follows the uplink name it is given", function()
+    local d = nr({ uplink = "up0", range = "10.1.0.0/16" })
+    assert.equals("drop", (walk(d, "forward", { iif = "up0", oif = "b", ct = "new", family = 4 })))
+    assert.equals("accept", (walk(d, "forward", { iif = "public", oif = "b", ct = "new", family = 4 })))
+  end)
+
+  it("names the policy file and line when ctx is incomplete", function()
+    local ok, err = firewall.from_policy("nr", { uplink = "public" })
+    assert.is_nil(ok)
+    assert.matches("policies/firewall%.lua:%d+: ctx%.range: IPv4 prefix expected, got nil", err)
+  end)
+end)
+
+describe("firewall policy, ndmz", function()
+  it("is the same diode, open to the WireGuard ports and (asked) DHCP", function()
+    local d = assert(firewall.from_policy("ndmz", { uplink = "public", bridge = "tonrs",
+      range = "100.127.0.0/16", wg_ports = { 51820, 51821 }, dhcp = true }))
+    local p = { iif = "public", ct = "new", family = 4, l4proto = "udp" }
+    p.dport = 51821
+    assert.equals("accept", (walk(d, "input", p)))
+    p.dport = 51822
+    assert.equals("drop", (walk(d, "input", p)))
+    p.sport, p.dport = 67, 68
+    assert.equals("accept", (walk(d, "input", p)))
+    assert.equals("drop", (walk(d, "forward", { iif = "public", oif = "tonrs", ct = "new", family = 4 })))
+    assert.equals("accept", (walk(d, "forward", { iif = "public", oif = "tonrs", ct = "established", family = 4 })))
+    assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 4, daddr = "203.0.113.1" })))
+  end)
+
+  it("has no WireGuard or DHCP openings unless asked", function()
+    local d = assert(firewall.from_policy("ndmz", { uplink = "public" }))
+    local text = firewall.render(d)
+    assert.not_matches("dport", text, 1, true)
+    assert.equals("drop", (walk(d, "input", { iif = "public", ct = "new", family = 4, l4proto = "udp",
+      sport = 67, dport = 68 })))
+  end)
+end)
+
+describe("firewall.from_policy", function()
+  it("takes a farmer's policy from an earlier directory", function()
+    local d = assert(firewall.from_policy("nr", NR_CTX, { path = { root .. "/tests/fixtures/nft/policies/open" } }))
+    assert.equals("drop", d.chains[1].policy)
+    assert.equals("ssh", d.chains[1].rules[2].comment)
+  end)
+
+  it("reports a policy that returns an invalid ruleset, with its file", function()
+    local ok, err = firewall.from_policy("nr", NR_CTX, { path = { root .. "/tests/fixtures/nft/policies/broken" } })
+    assert.is_nil(ok)
+    assert.matches("broken/firewall.lua:%d+: policy firewall: hook nr returned an invalid ruleset: "
+      .. "chains%[1%]%.rules%[1%]: unknown field 'verdcit'", err)
+    ok, err = firewall.from_policy("ndmz", {}, { path = { root .. "/tests/fixtures/nft/policies/broken" } })
+    assert.is_nil(ok)
+    assert.matches("broken/firewall.lua:%d+: ndmz is not for this farm %(in policy firewall, hook ndmz%)", err)
+  end)
+
+  it("knows only the nr and ndmz roles", function()
+    local ok, err = firewall.from_policy("host", {})
+    assert.is_nil(ok)
+    assert.equals('unknown firewall role "host" (nr, ndmz)', err)
+  end)
+end)
