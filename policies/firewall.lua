@@ -19,6 +19,10 @@
 --       range    = "100.127.0.0/16" the NR uplink range behind the bridge
 --       wg_ports = { 51820, … }     UDP ports of the WireGuard sockets that
 --                                   live in the ndmz (optional, may be empty)
+--       wg_port_range = { min = 51820, max = 52819 }
+--                                   the node's whole WireGuard port range
+--                                   (optional; what the node passes, so that
+--                                   adding an NR never touches the ndmz)
 --       dhcp     = true             the uplink is configured by DHCP (optional)
 --       table    = "zmesh"          (optional)
 --
@@ -123,6 +127,15 @@ local function ndmz(ctx)
     for i, p in ipairs(ports) do list[i] = p end
     extra[#extra + 1] = { match = { iifname = up, udp_dport = list }, verdict = "accept",
       comment = "wireguard" }
+  end
+  local range = ctx.wg_port_range
+  if range ~= nil then
+    if type(range) ~= "table" or math.type(range.min) ~= "integer" or math.type(range.max) ~= "integer" then
+      error("ctx.wg_port_range: {min = port, max = port} expected")
+    end
+    extra[#extra + 1] = { match = { iifname = up,
+        udp_dport = range.min == range.max and range.min or (range.min .. "-" .. range.max) },
+      verdict = "accept", comment = "wireguard ports" }
   end
   if ctx.dhcp then
     extra[#extra + 1] = { match = { iifname = up, udp_sport = 67, udp_dport = 68 },

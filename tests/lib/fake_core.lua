@@ -395,8 +395,29 @@ function fake_core.new()
       return out
     end,
   }
+  -- Tables as applied: dump gives back their chains and rule comments.
   core.nft = {
-    apply = function(ns) record("nft.apply", tostring(ns)); return true end,
+    apply = function(ns, ruleset)
+      local st, e, n = need(ns)
+      if not st then return st, e, n end
+      local ok
+      ok, e, n = record("nft.apply", tostring(ns))
+      if not ok then return ok, e, n end
+      st.nft = ruleset
+      return true
+    end,
+    dump = function(ns)
+      local st, e, n = need(ns)
+      if not st then return st, e, n end
+      if not st.nft then return err("ENOENT", "no table") end
+      local chains = {}
+      for i, c in ipairs(st.nft.chains) do
+        local rules = {}
+        for k, r in ipairs(c.rules or {}) do rules[k] = { comment = r.comment, exprs = 1 } end
+        chains[i] = { name = c.name, hook = c.hook, policy = c.policy, rules = rules }
+      end
+      return { family = st.nft.family, table = st.nft.table, chains = chains }
+    end,
   }
 
   -- Forget the changing calls seen so far.

@@ -170,6 +170,58 @@ describe("node side (fake core)", function()
     assert.same({}, nr.list(ctx))
   end)
 
+  it("gives every NR and the ndmz the firewall policy's table, re-applied only on change", function()
+    nr.apply(ctx, nr_config())
+    local t = fake.core.nft.dump("n-abc")
+    assert.equal("zmesh", t.table)
+    local names = {}
+    for _, c in ipairs(t.chains) do names[#names + 1] = c.name end
+    assert.same({ "input", "forward", "postrouting" }, names)
+    assert.truthy(fake.core.nft.dump("ndmz"))
+    -- Flushed behind our back: the next plan puts it back.
+    local st = fake.core.nft.dump("n-abc")
+    st.chains[1].rules = {}
+    fake.core.nft.apply("n-abc", { family = "inet", table = "zmesh", chains = st.chains })
+    local plan = nr.plan(ctx, nr_config())
+    assert.equal(1, #plan)
+    assert.matches("firewall table inet zmesh in n%-abc %(changed outside Zero%-Mesh%)", plan[1])
+    nr.apply(ctx, nr_config())
+    assert.same({}, nr.plan(ctx, nr_config()))
+  end)
+
+  it("re-applies the firewall when a farmer's policy changes it", function()
+    local function farmer_policy(sub, priority)
+      local pdir = dir .. "/" .. sub
+      os.execute("mkdir -p " .. pdir)
+      local f = assert(io.open(pdir .. "/firewall.lua", "w"))
+      local text = ([[
+local function table_of() return { family = "inet", table = "zmesh", chains = {
+  { name = "input", type = "filter", hook = "input", priority = PRIO, policy = "accept",
+    rules = { { match = { iifname = "public" }, verdict = "drop", comment = "all" } } } } } end
+return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
+]]):gsub("PRIO", tostring(priority))
+      f:write(text)
+      f:close()
+      return pdir
+    end
+    local function ctx_with(pdir)
+      local req = fake_core.loader(fake)
+      local path = fake_core.node_config(dir, { policy_dirs = { pdir } })
+      return req("zmesh.node.context").load({ config = path }), req("zmesh.nr")
+    end
+    local c1, nr1 = ctx_with(farmer_policy("p1", 0))
+    nr1.apply(c1, nr_config())
+    assert.same({}, nr1.plan(c1, nr_config()))
+    local c2, nr2 = ctx_with(farmer_policy("p2", 10))
+    local plan = nr2.plan(c2, nr_config())
+    assert.equal(1, #plan)
+    assert.matches("firewall table inet zmesh in n%-abc %(policy changed%)", plan[1])
+    local c3, nr3 = ctx_with("tests/fixtures/nft/policies/broken")
+    local ok, err = pcall(nr3.plan, c3, nr_config())
+    assert.is_false(ok)
+    assert.matches("tests/fixtures/nft/policies/broken/firewall.lua:%d+", err)
+  end)
+
   it("publishes facts with the node key and uplink addresses", function()
     local facts = node.facts(ctx)
     assert.equal("n1", facts.node_id)

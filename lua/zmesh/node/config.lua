@@ -36,7 +36,7 @@ end
 function config.validate(c)
   if type(c) ~= "table" then error("node config must be a JSON object", 0) end
   check.known_fields(c, { "node_id", "uplink", "listen_ports", "force_role",
-    "public_endpoints", "wireguard_backend", "state_dir", "run_dir" })
+    "public_endpoints", "wireguard_backend", "state_dir", "run_dir", "policy_dirs" })
   local out = {}
   out.node_id = check.string(c, "node_id")
   if not out.node_id:match("^[a-z0-9][a-z0-9_-]*$") or #out.node_id > 63 then
@@ -62,6 +62,10 @@ function config.validate(c)
   end
   out.wireguard_backend = check.oneof(c, "wireguard_backend", { "auto", "kernel", "userspace" }, true)
     or defaults.wireguard_backend
+  out.policy_dirs = {}
+  for i, d in ipairs(check.table(c, "policy_dirs", true) or {}) do
+    out.policy_dirs[i] = check.string(c.policy_dirs, i)
+  end
   out.state_dir = check.string(c, "state_dir", true) or defaults.state_dir
   out.run_dir = check.string(c, "run_dir", true) or defaults.run_dir
   return out

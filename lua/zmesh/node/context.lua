@@ -24,7 +24,18 @@ function context.load(params)
     key_path = cfg.state_dir .. "/node.key",
     nr_dir = cfg.run_dir .. "/nr",
     log_dir = cfg.run_dir .. "/log",
+    firewall_dir = cfg.run_dir .. "/firewall",
   }
+end
+
+-- The firewall ruleset the policy gives for ROLE ("nr" or "ndmz"); a
+-- policy that fails or breaks its contract stops everything, named.
+function context.firewall(ctx, role, fw_ctx)
+  local firewall = require "zmesh.firewall"
+  local rules, err = firewall.from_policy(role, fw_ctx, { path = ctx.cfg.policy_dirs })
+  if not rules then error("firewall policy: " .. tostring(err), 0) end
+  assert(core.fs.mkdir(ctx.firewall_dir, tonumber("700", 8)))
+  return rules
 end
 
 -- The node key; nil and a message when the node was never started.

@@ -11,9 +11,14 @@ local node = {}
 
 local function ndmz_opts() return { own_routes = { names.NDMZ } } end
 
--- The ndmz's desired state.
+-- The ndmz's desired state, its firewall from the policy. The whole
+-- WireGuard port range is open, so that NRs come and go without touching
+-- the ndmz.
 function node.desired(ctx)
-  return ndmz.desired(ctx.cfg)
+  local rules = context.firewall(ctx, "ndmz", { uplink = names.UPLINK, bridge = names.TONRS,
+    range = names.NR_UPLINK_RANGE, wg_port_range = ctx.cfg.listen_ports })
+  return ndmz.desired(ctx.cfg, { firewall = rules,
+    firewall_record = ctx.firewall_dir .. "/" .. names.NDMZ .. ".json" })
 end
 
 function node.plan(ctx)
@@ -83,6 +88,7 @@ function node.stop(ctx)
     end
     local ok, err = core.netns.delete(names.NDMZ)
     if not ok then error(err, 0) end
+    os.remove(ctx.firewall_dir .. "/" .. names.NDMZ .. ".json")
     stopped = true
   end
   return { nrs_removed = removed, ndmz_removed = stopped }

@@ -7,7 +7,8 @@ local ndmz = {}
 local HOST = "host"
 
 -- Desired resources for the ndmz from a validated node config.
--- opts.firewall: an nft ruleset for the ndmz (from the firewall policy).
+-- opts.firewall: the ndmz's ruleset (from the firewall policy), with
+-- opts.firewall_record the file that keeps the one last applied.
 function ndmz.desired(cfg, opts)
   opts = opts or {}
   local ns, u = names.NDMZ, cfg.uplink
@@ -38,7 +39,7 @@ function ndmz.desired(cfg, opts)
     d[#d + 1] = { kind = "route", ns = ns, dst = "default6", via = u.gateway6, dev = names.UPLINK }
   end
   if opts.firewall then
-    d[#d + 1] = { kind = "nft", ns = ns, ruleset = opts.firewall }
+    d[#d + 1] = { kind = "nft", ns = ns, ruleset = opts.firewall, record = opts.firewall_record }
   end
   return d
 end

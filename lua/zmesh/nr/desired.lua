@@ -8,7 +8,7 @@ local desired = {}
 
 -- CFG: a validated NR config. CTX: {uplink_addr = "100.127.x.y/16",
 -- private_key (opened, core.key object), public_key, backend, log,
--- firewall (nft ruleset or nil)}.
+-- firewall (ruleset or nil), firewall_record (file of the last applied)}.
 function desired.nr(cfg, ctx)
   local id = cfg.net_id
   local ns, ndmz = names.nr_ns(id), names.NDMZ
@@ -44,7 +44,9 @@ function desired.nr(cfg, ctx)
     d[#d + 1] = { kind = "route", ns = ns, dst = "default", via = names.TONRS_GATEWAY,
       dev = names.UPLINK }
   end
-  if ctx.firewall then d[#d + 1] = { kind = "nft", ns = ns, ruleset = ctx.firewall } end
+  if ctx.firewall then
+    d[#d + 1] = { kind = "nft", ns = ns, ruleset = ctx.firewall, record = ctx.firewall_record }
+  end
   return d
 end
 

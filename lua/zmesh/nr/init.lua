@@ -38,7 +38,12 @@ local function prepare(ctx, cfg)
     key:close()
     check.fail("wireguard_public_key", cfg.public_key, "does not match the sealed private key")
   end
+  local ns = names.nr_ns(cfg.net_id)
+  local rules = context.firewall(ctx, "nr", { uplink = names.UPLINK, range = cfg.ip_range,
+    range6 = cfg.ipv6_range, wg = names.wg_if(cfg.net_id), bridge = names.bridge_if(cfg.net_id) })
   return {
+    firewall = rules,
+    firewall_record = ctx.firewall_dir .. "/" .. ns .. ".json",
     uplink_addr = uplink.allocate(core, cfg.net_id),
     private_key = key,
     public_key = public,
@@ -77,6 +82,7 @@ function nr.remove(ctx, net_id)
     if not ok then error(err, 0) end
   end
   context.forget_nr(ctx, net_id)
+  os.remove(ctx.firewall_dir .. "/" .. ns .. ".json")
   return existed
 end
 

@@ -64,7 +64,10 @@ function ops.route_delete(core, a)
   return core.route.delete { ns = cns(a.ns), dst = a.dst, via = a.via, dev = a.dev }
 end
 function ops.nft_apply(core, a)
-  return core.nft.apply(cns(a.ns), a.ruleset)
+  local ok, err, ename = core.nft.apply(cns(a.ns), a.ruleset)
+  if not ok then return ok, err, ename end
+  if a.record then return core.fs.write(a.record, a.record_text, tonumber("600", 8)) end
+  return true
 end
 
 -- Run ACTIONS. Returns a report {ok, done = {texts}, failed = text,

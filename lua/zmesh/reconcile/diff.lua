@@ -6,6 +6,7 @@
 -- declares; static routes in the namespaces listed in opts.own_routes; wg
 -- peers not desired. Links and namespaces the desired state does not
 -- mention are left alone: other apply runs own them (an NR's containers).
+local json = require "zmesh.json"
 local resources = require "zmesh.reconcile.resources"
 
 local diff = {}
@@ -220,6 +221,40 @@ local function diff_wg(r, actual, out)
   out[#out + 1] = set
 end
 
+-- The shape of a table: chains with hook, policy and rule comments. It
+-- tells a table that was changed or flushed behind our back.
+local function shape_of_ruleset(rs)
+  local parts = {}
+  for _, c in ipairs(rs.chains or {}) do
+    local comments = {}
+    for i, rule in ipairs(c.rules or {}) do comments[i] = rule.comment or "" end
+    parts[#parts + 1] = string.format("%s/%s/%s/%s", c.name, c.hook or "", c.policy or "",
+      table.concat(comments, ","))
+  end
+  return table.concat(parts, ";")
+end
+
+-- The ruleset is re-applied (atomically, whole) when the kernel's table
+-- no longer has the shape of the desired one, or when the ruleset last
+-- applied, kept in r.record, differs from the desired one (a policy change).
+local function diff_nft(r, actual, out)
+  local want = json.encode(r.ruleset)
+  actual = actual or {}
+  local why
+  if not actual.table then
+    why = "missing"
+  elseif shape_of_ruleset(actual.table) ~= shape_of_ruleset(r.ruleset) then
+    why = "changed outside Zero-Mesh"
+  elseif actual.recorded ~= want then
+    why = "policy changed"
+  end
+  if not why then return end
+  out[#out + 1] = { op = "nft_apply", ns = r.ns, ruleset = r.ruleset, record = r.record,
+    record_text = want,
+    text = string.format("firewall table %s %s in %s (%s)", r.ruleset.family or "inet",
+      r.ruleset.table or "zmesh", r.ns, why) }
+end
+
 -- The actions that take the system from INV to DESIRED.
 function diff.compute(desired, inv, opts)
   opts = opts or {}
@@ -243,10 +278,7 @@ function diff.compute(desired, inv, opts)
   diff_addrs(desired, inv, out)
   diff_routes(desired, inv, opts, out)
   for _, r in ipairs(desired) do
-    if r.kind == "nft" then
-      out[#out + 1] = { op = "nft_apply", ns = r.ns, ruleset = r.ruleset,
-        text = "firewall table in " .. r.ns }
-    end
+    if r.kind == "nft" then diff_nft(r, inv.nft[resources.key(r)], out) end
   end
   return out
 end

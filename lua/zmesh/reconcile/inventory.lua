@@ -44,9 +44,10 @@ end
 
 -- inv.netns[name] = true for every named namespace;
 -- inv.ns[name] = {links, addrs, routes} for the mentioned ones that exist
--- ("host" always does); inv.sysctl[key]; inv.wg[key] = device or false.
+-- ("host" always does); inv.sysctl[key]; inv.wg[key] = device or false;
+-- inv.nft[key] = {table = core.nft.dump or nil, recorded = text or nil}.
 function inventory.read(core, desired)
-  local inv = { netns = {}, ns = {}, sysctl = {}, wg = {} }
+  local inv = { netns = {}, ns = {}, sysctl = {}, wg = {}, nft = {} }
   for _, name in ipairs(must(core.netns.list())) do inv.netns[name] = true end
   for _, ns in ipairs(ns_mentioned(desired)) do
     if ns == HOST or inv.netns[ns] then inv.ns[ns] = read_ns(core, ns) end
@@ -57,6 +58,13 @@ function inventory.read(core, desired)
       inv.sysctl[resources.key(r)] = core.sysctl.get(core_ns(r.ns), r.key)
     elseif r.kind == "wg" and st and st.links[r.name] then
       inv.wg[resources.key(r)] = core.wg.get({ ns = core_ns(r.ns), name = r.name }) or false
+    elseif r.kind == "nft" and st then
+      local f = r.record and io.open(r.record)
+      inv.nft[resources.key(r)] = {
+        table = core.nft.dump(core_ns(r.ns), { family = r.ruleset.family, table = r.ruleset.table }),
+        recorded = f and f:read("a"),
+      }
+      if f then f:close() end
     end
   end
   return inv

@@ -13,7 +13,8 @@
 --   wg     {ns, name, private_key (core.key object), public_key,
 --           listen_port, peers = {{public_key, allowed_ips, endpoint,
 --           persistent_keepalive}}}
---   nft    {ns, ruleset}
+--   nft    {ns, ruleset (validated description), record (file keeping
+--           the last ruleset applied, to tell a policy change)}
 local resources = {}
 
 resources.phase = { netns = 1, sysctl = 2, link = 3, wg = 4, addr = 5, route = 6, nft = 7 }
