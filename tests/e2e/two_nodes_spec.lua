@@ -101,3 +101,44 @@ describe("two simulated nodes", function()
     assert.same({}, S:leftovers())
   end)
 end)
+
+describe("the Internet diode on simulated nodes", function()
+  it("lets containers out masqueraded and nothing new in", function()
+    local S = sim.new { prefix = "zt" .. testns.run_id .. "d-", bin = BIN, backend = "userspace" }
+    local server_pid
+    finally(function()
+      if server_pid then testns.sh("kill " .. server_pid) end
+      S:destroy()
+      assert.same({}, S:leftovers())
+    end)
+    two_nodes.build(S)
+    -- Absolute: commands inside a node run from its root directory.
+    local peer = testns.sh("realpath " .. (os.getenv("ZMESH_ROOT") or ".") .. "/tests/fixtures/nft/peer.py")
+    local server = S:host("srv", "203.0.113.200/24")
+    server_pid = tonumber((testns.sh("ip netns exec " .. server .. " python3 " .. peer
+      .. " serve 8080 >/dev/null 2>&1 & echo $!")))
+    testns.sh("sleep 0.3")
+    -- Out: the server sees the node's public address (NR, then ndmz, masquerade).
+    local out, ok = S:exec("n1", "c1", "python3 " .. peer .. " probe tcp 203.0.113.200 8080 3")
+    assert.is_true(ok, out)
+    assert.equal("203.0.113.11", out)
+    out, ok = S:exec("n1", "c1", "python3 " .. peer .. " probe udp 203.0.113.200 8080 3")
+    assert.is_true(ok, out)
+    assert.equal("203.0.113.11", out)
+    -- In: an attacker that routes the NRs' ranges at the node gets nowhere.
+    assert(testns.sh("ip -n " .. server .. " route add 100.127.0.0/16 via 203.0.113.11"))
+    assert(testns.sh("ip -n " .. server .. " route add 10.1.0.0/16 via 203.0.113.11"))
+    S:exec("n1", "c1", "python3 " .. peer .. " serve 9090 >/dev/null 2>&1 &")
+    for _, target in ipairs({ "203.0.113.11", "100.127.0.2", "10.1.1.10" }) do
+      out, ok = testns.exec(server, "ping -c 1 -W 1 " .. target)
+      assert.is_false(ok, "ping " .. target .. " got through")
+      out, ok = testns.exec(server, "python3 " .. peer .. " probe tcp " .. target .. " 9090 1")
+      assert.is_false(ok, "tcp to " .. target .. " got through: " .. out)
+      out, ok = testns.exec(server, "python3 " .. peer .. " probe udp " .. target .. " 9090 1")
+      assert.is_false(ok, "udp to " .. target .. " got through: " .. out)
+    end
+    -- The tunnel itself still works: WireGuard's ports are open.
+    out, ok = S:exec("n2", "c2", "ping -c 1 -W 2 10.1.1.10")
+    assert.is_true(ok, out)
+  end)
+end)

@@ -125,6 +125,17 @@ table ip filter {
   return r
 end
 
+-- A host on the Internet (a server, or an attacker): a namespace on the
+-- bridge with address ADDR ("203.0.113.200/24").
+function Sim:host(tag, addr)
+  local ns = self:make_ns(tag)
+  must(core.link.set { ns = ns, name = "lo", up = true })
+  self:plug(tag, ns, "eth0")
+  must(core.addr.add { ns = ns, dev = "eth0", addr = addr })
+  must(core.route.add { ns = ns, dst = "default", via = INET_GW })
+  return ns
+end
+
 local function mount_ns_id(pid)
   local out = sh("readlink /proc/" .. pid .. "/ns/mnt")
   return out:match("mnt:%[(%d+)%]")
