@@ -4,63 +4,66 @@
 local ip = {}
 
 local function parse_v4(s)
-  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  local a, b, c, d = s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
   if not a then return nil end
-  local bytes = {}
-  for i, part in ipairs({ a, b, c, d }) do
-    if #part > 1 and part:sub(1, 1) == "0" then return nil end -- no octal look-alikes
-    local n = tonumber(part)
-    if n > 255 then return nil end
-    bytes[i] = n
+  -- No octal look-alikes: a part may start with 0 only when it is 0.
+  if s:find("^0%d") or s:find("%.0%d") then return nil end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
+  return { a, b, c, d }
+end
+
+-- Append the 16-bit words of PART (colon-separated groups, no "::") to
+-- WORDS. An embedded IPv4 address may end the address only (LAST).
+-- Returns false on a malformed group. Hot: every IPv6 address of every
+-- node goes through here, so no closures or scratch tables.
+local function v6_words(part, words, last)
+  if part == "" then return true end
+  local n = #words
+  local done = false
+  for g in (part .. ":"):gmatch("([^:]*):") do
+    if done then return false end
+    local len = #g
+    if len == 0 then return false end
+    if g:find(".", 1, true) then
+      local v4 = last and parse_v4(g)
+      if not v4 then return false end
+      words[n + 1] = v4[1] * 256 + v4[2]
+      words[n + 2] = v4[3] * 256 + v4[4]
+      n = n + 2
+      done = true
+    else
+      if len > 4 then return false end
+      n = n + 1
+      words[n] = tonumber(g, 16)
+    end
   end
-  return bytes
+  return true
 end
 
 local function parse_v6(s)
   if s:find("[^%x:%.]") or s:find(":::", 1, true) then return nil end
-  local head, tail = s, nil
-  local dc = s:find("::", 1, true)
-  if dc then
-    head, tail = s:sub(1, dc - 1), s:sub(dc + 2)
-    if tail:find("::", 1, true) then return nil end
-  end
-  local function groups(part)
-    local out = {}
-    if part == "" then return out end
-    for g in (part .. ":"):gmatch("([^:]*):") do out[#out + 1] = g end
-    return out
-  end
-  local hg, tg = groups(head), groups(tail or "")
   local words = {}
-  local function add(list, is_last)
-    for i, g in ipairs(list) do
-      if is_last and i == #list and g:find(".", 1, true) then
-        local v4 = parse_v4(g)
-        if not v4 then return false end
-        words[#words + 1] = v4[1] * 256 + v4[2]
-        words[#words + 1] = v4[3] * 256 + v4[4]
-      else
-        if #g == 0 or #g > 4 then return false end
-        words[#words + 1] = tonumber(g, 16)
-      end
-    end
-    return true
-  end
-  if not add(hg, tail == nil) then return nil end
-  local nhead = #words
-  if tail ~= nil then
-    local tstart = #words
-    if not add(tg, true) then return nil end
-    local ntail = #words - tstart
-    if nhead + ntail > 7 then return nil end
-    local tailw = table.move(words, tstart + 1, #words, 1, {})
-    for i = #words, nhead + 1, -1 do words[i] = nil end
-    for _ = 1, 8 - nhead - ntail do words[#words + 1] = 0 end
-    for _, w in ipairs(tailw) do words[#words + 1] = w end
+  local dc = s:find("::", 1, true)
+  local fill = 0
+  if dc then
+    local head, tail = s:sub(1, dc - 1), s:sub(dc + 2)
+    if tail:find("::", 1, true) then return nil end
+    if not v6_words(head, words, false) then return nil end
+    local nhead = #words
+    local tw = {}
+    if not v6_words(tail, tw, true) then return nil end
+    if nhead + #tw > 7 then return nil end
+    fill = 8 - nhead - #tw
+    for _ = 1, fill do words[#words + 1] = 0 end
+    for i = 1, #tw do words[#words + 1] = tw[i] end
+  elseif not v6_words(s, words, true) then
+    return nil
   end
   if #words ~= 8 then return nil end
   local bytes = {}
-  for i, w in ipairs(words) do
+  for i = 1, 8 do
+    local w = words[i]
     bytes[2 * i - 1] = w >> 8
     bytes[2 * i] = w & 0xff
   end
@@ -126,33 +129,71 @@ function ip.parse_cidr(s, opts)
   return addr
 end
 
+-- Parsing is the hot path of validating and rendering a large network, and
+-- the same text is parsed by the file checks, the role policy and the
+-- topology: ip.parsed(s) is ip.parse_cidr(s) (host_ok) memoised. Its
+-- results are shared: callers must not modify them.
+local memo, memo_size = {}, 0
+local MEMO_MAX = 200000
+
+function ip.parsed(s)
+  local hit = memo[s]
+  if hit ~= nil then
+    if hit == false then return ip.parse_cidr(s, { host_ok = true }) end
+    return hit
+  end
+  local p, err = ip.parse_cidr(s, { host_ok = true })
+  if type(s) ~= "string" then return p, err end
+  if memo_size >= MEMO_MAX then memo, memo_size = {}, 0 end
+  memo[s], memo_size = p or false, memo_size + 1
+  return p, err
+end
+
+-- Forget what ip.parsed remembers (benchmarks measure a cold start).
+function ip.forget() memo, memo_size = {}, 0 end
+
+-- Are all host bits of prefix P clear (is it a network address)?
+function ip.is_network(p)
+  local b, len = p.bytes, p.len
+  local i = len // 8 + 1
+  if len % 8 ~= 0 then
+    if b[i] & (0xff >> (len % 8)) ~= 0 then return false end
+    i = i + 1
+  end
+  for k = i, #b do
+    if b[k] ~= 0 then return false end
+  end
+  return true
+end
+
+-- A compact string that is equal for equal prefixes (or addresses): for
+-- set membership without formatting.
+function ip.key(p)
+  return string.char(p.family, p.len or 255, table.unpack(p.bytes))
+end
+
+-- Zero runs ":0:0:…:" from longest to shortest, for RFC 5952 "::".
+local zero_runs = {}
+for n = 8, 2, -1 do zero_runs[#zero_runs + 1] = ":" .. string.rep("0:", n) end
+
 function ip.format_addr(a)
   local b = a.bytes
   if a.family == 4 then return string.format("%d.%d.%d.%d", b[1], b[2], b[3], b[4]) end
-  local w = {}
-  for i = 1, 8 do w[i] = b[2 * i - 1] * 256 + b[2 * i] end
+  local s = string.format(":%x:%x:%x:%x:%x:%x:%x:%x:",
+    b[1] * 256 + b[2], b[3] * 256 + b[4], b[5] * 256 + b[6], b[7] * 256 + b[8],
+    b[9] * 256 + b[10], b[11] * 256 + b[12], b[13] * 256 + b[14], b[15] * 256 + b[16])
   -- RFC 5952: compress the longest run (≥2) of zero words, the first on ties.
-  local best_s, best_n, s, n = 0, 0, 0, 0
-  for i = 1, 8 do
-    if w[i] == 0 then
-      if n == 0 then s = i end
-      n = n + 1
-      if n > best_n then best_s, best_n = s, n end
-    else n = 0 end
-  end
-  local parts = {}
-  local i = 1
-  while i <= 8 do
-    if best_n >= 2 and i == best_s then
-      parts[#parts + 1] = (i == 1) and ":" or ""
-      i = i + best_n
-      if i > 8 then parts[#parts + 1] = "" end
-    else
-      parts[#parts + 1] = string.format("%x", w[i])
-      i = i + 1
+  for _, run in ipairs(zero_runs) do
+    local at = s:find(run, 1, true)
+    if at then
+      s = s:sub(1, at - 1) .. "::" .. s:sub(at + #run)
+      break
     end
   end
-  return table.concat(parts, ":")
+  -- Drop the framing colons, but not those of a leading or trailing "::".
+  if s:sub(1, 2) ~= "::" then s = s:sub(2) end
+  if s:sub(-2) ~= "::" then s = s:sub(1, -2) end
+  return s
 end
 
 function ip.format_cidr(p) return ip.format_addr(p) .. "/" .. p.len end
@@ -162,12 +203,25 @@ function ip.network(p)
   return { family = p.family, bytes = mask_bytes(p.bytes, p.len), len = p.len }
 end
 
+-- Do byte lists A and B agree on their first LEN bits? Allocation-free:
+-- classify and overlap checks run for every address of every node.
+local function same_prefix(a, b, len)
+  local full = len // 8
+  for i = 1, full do
+    if a[i] ~= b[i] then return false end
+  end
+  local rest = len % 8
+  if rest == 0 then return true end
+  local mask = (0xff << (8 - rest)) & 0xff
+  return (a[full + 1] & mask) == (b[full + 1] & mask)
+end
+
 -- Does prefix OUTER contain prefix or address INNER?
 function ip.contains(outer, inner)
   if outer.family ~= inner.family then return false end
   local ilen = inner.len or bits(inner)
   if ilen < outer.len then return false end
-  return same_bytes(mask_bytes(outer.bytes, outer.len), mask_bytes(inner.bytes, outer.len))
+  return same_prefix(outer.bytes, inner.bytes, outer.len)
 end
 
 function ip.overlaps(a, b)
@@ -262,14 +316,31 @@ local classes = {
   { "::ffff:0:0/96", "reserved" },
 }
 for _, c in ipairs(classes) do c[1] = ip.parse_cidr(c[1]) end
+local global6 = ip.parse_cidr("2000::/3")
+
+-- The classes that can hold an address, by family and first byte, in
+-- table order: classify runs for every address of every node.
+local by_first = { [4] = {}, [6] = {} }
+for fam, t in pairs(by_first) do
+  for b = 0, 255 do
+    local list = {}
+    for _, c in ipairs(classes) do
+      local p = c[1]
+      local lead = p.len >= 8 and 8 or p.len
+      local mask = (0xff << (8 - lead)) & 0xff
+      if p.family == fam and (b & mask) == (p.bytes[1] & mask) then list[#list + 1] = c end
+    end
+    t[b] = list
+  end
+end
 
 -- "private", "cgnat", "ula", "link-local", "loopback", "multicast",
 -- "documentation", "unspecified", "reserved" or "global".
 function ip.classify(a)
-  for _, c in ipairs(classes) do
+  for _, c in ipairs(by_first[a.family][a.bytes[1]]) do
     if ip.contains(c[1], a) then return c[2] end
   end
-  if a.family == 6 and not ip.contains(ip.parse_cidr("2000::/3"), a) then
+  if a.family == 6 and not ip.contains(global6, a) then
     return "reserved"
   end
   return "global"

@@ -119,12 +119,31 @@ end
 
 -- Call HOOK of policy P; a runtime error in the policy keeps its own
 -- file:line and gains the policy's name. Returns what the hook returns.
+-- Hot: the network tool calls role.endpoint for every pair of public NRs,
+-- so the message handler is made once per policy and hook, and results
+-- pass through without a table.
+local handlers = setmetatable({}, { __mode = "k" })
+
+local function handler(p, hook)
+  local per = handlers[p]
+  if not per then per = {} handlers[p] = per end
+  local h = per[hook]
+  if not h then
+    h = function(e)
+      return string.format("%s (in policy %s, hook %s)", tostring(e), p.name, hook)
+    end
+    per[hook] = h
+  end
+  return h
+end
+
+local function finish(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
 function policy.call(p, hook, ...)
-  local results = table.pack(xpcall(p[hook], function(e)
-    return string.format("%s (in policy %s, hook %s)", tostring(e), p.name, hook)
-  end, ...))
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
+  return finish(xpcall(p[hook], handler(p, hook), ...))
 end
 
 return policy

@@ -69,8 +69,8 @@ describe("NR config", function()
   it("refuses bad peers, naming the peer and field", function()
     fails(base({ peers = { { wireguard_public_key = "short", allowed_ips = { "10.1.2.0/24" } } } }),
       "peers[1].wireguard_public_key 'short': not a WireGuard key")
-    fails(base({ peers = { { wireguard_public_key = KEY_B, allowed_ips = {} } } }),
-      "peers[1].allowed_ips: must list at least one prefix")
+    fails(base({ peers = { { wireguard_public_key = KEY_B, allowed_ips = "10.1.2.0/24" } } }),
+      "peers[1].allowed_ips: must be a list of prefixes")
     fails(base({ peers = { { wireguard_public_key = KEY_B, allowed_ips = { "10.1.2.1/24" } } } }),
       "peers[1].allowed_ips[1] '10.1.2.1/24': has host bits set")
     fails(base({ peers = { { wireguard_public_key = KEY_B, allowed_ips = { "10.1.2.0/24" },

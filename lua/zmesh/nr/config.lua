@@ -25,8 +25,9 @@ local function check_peer(p, i, own_key)
     check.fail(where .. ".wireguard_public_key", out.public_key, "is this NR's own key")
   end
   if p.subnet then out.subnet = check.prefix(p.subnet, where .. ".subnet") end
-  if type(p.allowed_ips) ~= "table" or #p.allowed_ips == 0 then
-    check.fail(where .. ".allowed_ips", nil, "must list at least one prefix")
+  -- A backup aggregator is a standby peer: keepalives, no routes.
+  if type(p.allowed_ips) ~= "table" then
+    check.fail(where .. ".allowed_ips", nil, "must be a list of prefixes")
   end
   out.allowed_ips = {}
   for k, a in ipairs(p.allowed_ips) do
@@ -95,7 +96,9 @@ function config.validate(c)
     for k, a in ipairs(peer.allowed_ips) do
       local pa = ip.parse_cidr(a)
       for _, other in ipairs(prefixes) do
-        if ip.overlaps(pa, other.p) then
+        -- The sole exit's 0.0.0.0/0 and ::/0 hold every other prefix by
+        -- design; WireGuard takes the longest match.
+        if pa.len > 0 and other.p.len > 0 and ip.overlaps(pa, other.p) then
           check.fail(string.format("peers[%d].allowed_ips[%d]", i, k), a,
             string.format("overlaps %s of peers[%d]", other.text, other.peer))
         end

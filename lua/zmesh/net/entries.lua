@@ -1,0 +1,141 @@
+-- The net.* entry points (`zmesh call net.render '{"file": …, "node": …}'`):
+-- each loads the network file named by "file", does one thing, writes the
+-- file back (atomically) when it changed it, and returns a result table.
+-- "policy_dir" (a directory or a list) is searched for policies first.
+local json = require "zmesh.json"
+local net = require "zmesh.net"
+local validate = require "zmesh.net.validate"
+
+local entries = {}
+
+local common = { file = true, policy_dir = true }
+
+-- Refuse parameters the entry does not know: a typo must not be ignored.
+local function check(params, known)
+  if type(params) ~= "table" then error("params: expected a JSON object", 0) end
+  for k, v in pairs(params) do
+    if not common[k] and not known[k] then validate.fail(tostring(k), v, "is not a parameter of this entry point") end
+  end
+  if type(params.file) ~= "string" or params.file == "" then
+    validate.fail("file", params.file, "must be the path of a network file")
+  end
+  local dir = params.policy_dir
+  if dir ~= nil and type(dir) ~= "string" and type(dir) ~= "table" then
+    validate.fail("policy_dir", dir, "must be a directory or a list of them")
+  end
+  return { policy_dir = dir }
+end
+
+local function text(field, v, optional)
+  if v == nil and optional then return nil end
+  if type(v) ~= "string" or v == "" then validate.fail(field, v, "must be a non-empty string") end
+  return v
+end
+
+entries.describe = {
+  new = "create a network file: name, ip_range, ipv6_range?, net_id?",
+  ["add-node"] = "add a node from its facts (facts or facts_file); subnet?, ipv6_subnet?, port?, update?",
+  ["remove-node"] = "remove node NODE; re-rendering moves what it served",
+  ["set-exit"] = "make node NODE the sole Internet exit (null or \"none\": local breakout)",
+  ["add-access"] = "add an external device NAME (via?); returns its wg-quick config",
+  ["remove-access"] = "remove external device NAME",
+  show = "the network: nodes, roles, aggregators, exit, devices",
+  validate = "check the network file and every NR's render",
+  render = "the NR config of node NODE (or all = true: every node's)",
+  graph = "the topology as Graphviz DOT",
+}
+
+entries.new = function(p)
+  check(p, { name = true, ip_range = true, ipv6_range = true, net_id = true })
+  local n = net.new({ name = p.name, ip_range = p.ip_range, ipv6_range = p.ipv6_range, net_id = p.net_id })
+  net.save(n, p.file, { new = true })
+  return net.show(n, {})
+end
+
+entries["add-node"] = function(p)
+  local opts = check(p, { facts = true, facts_file = true, subnet = true, ipv6_subnet = true,
+    port = true, update = true })
+  local facts = p.facts
+  if facts == nil then
+    local err
+    facts, err = json.read_file(text("facts_file", p.facts_file))
+    if facts == nil then error("facts_file: " .. tostring(err), 0) end
+  end
+  if p.port ~= nil and math.type(p.port) == nil then validate.fail("port", p.port, "must be an integer") end
+  opts.subnet, opts.ipv6_subnet, opts.update = p.subnet, p.ipv6_subnet, p.update == true
+  opts.port = p.port and (math.tointeger(p.port) or p.port)
+  local n, node = net.add_node(net.load(p.file), facts, opts)
+  net.save(n, p.file)
+  return {
+    node_id = node.node_id, subnet = node.subnet, ipv6_subnet = node.ipv6_subnet,
+    wireguard_listen_port = node.wireguard_listen_port, wireguard_public_key = node.wireguard_public_key,
+  }
+end
+
+entries["remove-node"] = function(p)
+  check(p, { node = true })
+  local n, notes = net.remove_node(net.load(p.file), text("node", p.node))
+  net.save(n, p.file)
+  return { removed = p.node, notes = json.array(notes) }
+end
+
+entries["set-exit"] = function(p)
+  check(p, { node = true })
+  local id = p.node
+  if id == json.null then id = nil end
+  local n = net.set_exit(net.load(p.file), text("node", id, true))
+  net.save(n, p.file)
+  return { exit = n.exit or json.null }
+end
+
+entries["add-access"] = function(p)
+  local opts = check(p, { name = true, via = true })
+  opts.via = text("via", p.via, true)
+  local n, config, device = net.add_access(net.load(p.file), text("name", p.name), opts)
+  net.save(n, p.file)
+  return {
+    name = device.name, address = device.address, ipv6_address = device.ipv6_address,
+    via = device.via, wireguard_public_key = device.wireguard_public_key, config = config,
+  }
+end
+
+entries["remove-access"] = function(p)
+  check(p, { name = true })
+  local n = net.remove_access(net.load(p.file), text("name", p.name))
+  net.save(n, p.file)
+  return { removed = p.name }
+end
+
+local function arrays(s)
+  s.nodes, s.access = json.array(s.nodes), json.array(s.access)
+  return s
+end
+
+entries.show = function(p)
+  local opts = check(p, {})
+  return arrays(net.show(net.load(p.file), opts))
+end
+
+entries.validate = function(p)
+  local opts = check(p, {})
+  local s = arrays(net.validate(net.load(p.file), opts))
+  s.valid = true
+  return s
+end
+
+entries.render = function(p)
+  local opts = check(p, { node = true, all = true })
+  local n = net.load(p.file)
+  if p.all == true then
+    if p.node ~= nil then validate.fail("node", p.node, "cannot go with all = true") end
+    return json.object(net.render_all(n, opts))
+  end
+  return net.render(n, text("node", p.node), opts)
+end
+
+entries.graph = function(p)
+  local opts = check(p, {})
+  return { dot = net.graph(net.load(p.file), opts) }
+end
+
+return entries

@@ -1,0 +1,129 @@
+-- The network tool's four policies (role, subnet, aggregator, exit): loaded
+-- from the search path, called through wrappers that check each answer
+-- against the policy's contract. A policy that does not load, raises, or
+-- answers outside its contract stops everything with "file:line: …".
+local ip = require "zmesh.ip"
+local model = require "zmesh.net.model"
+local policy = require "zmesh.policy"
+
+local policies = {}
+
+local contracts = {
+  role = { hooks = { "role", "endpoint" } },
+  subnet = { hooks = { "subnet" } },
+  aggregator = { hooks = { "aggregators" } },
+  exit = { hooks = { "exit" } },
+}
+
+-- DIRS: a directory or a list of them, searched before $ZMESH_POLICY_PATH
+-- and the defaults.
+local function dir_list(dirs)
+  if dirs == nil then return {} end
+  if type(dirs) == "string" then return { dirs } end
+  return dirs
+end
+
+-- The four policies, { role = …, subnet = …, … }; raises on failure.
+function policies.load(dirs)
+  local set = {}
+  for _, name in ipairs({ "role", "subnet", "aggregator", "exit" }) do
+    local p, err = policy.load(name, contracts[name], { path = dir_list(dirs) })
+    if not p then error(err, 0) end
+    set[name] = p
+  end
+  return set
+end
+
+function policies.role(set, facts)
+  local p = set.role
+  local r = policy.call(p, "role", facts)
+  if r ~= "public" and r ~= "hidden" then
+    policy.breach(p, "role", "node %s: returned %s, expected \"public\" or \"hidden\"",
+      facts.node_id, tostring(r))
+  end
+  return r
+end
+
+-- The address (text) FROM dials to reach TO, or nil.
+function policies.endpoint(set, from, to)
+  local p = set.role
+  local a = policy.call(p, "endpoint", from, to)
+  if a ~= nil and (type(a) ~= "string" or a:find("/", 1, true) or not ip.parsed(a)) then
+    policy.breach(p, "endpoint", "from %s to %s: returned %s, expected an address or nil",
+      tostring(from.node_id), to.node_id, tostring(a))
+  end
+  return a
+end
+
+-- { subnet, ipv6_subnet } for REQ (see policies/subnet.lua); raises
+-- the policy's reason when it finds none.
+function policies.subnet(set, req, range, range6)
+  local p = set.subnet
+  local r, reason = policy.call(p, "subnet", req)
+  if r == nil then error(string.format("%s: %s", req.node_id, tostring(reason or "no free subnet")), 0) end
+  if type(r) ~= "table" then policy.breach(p, "subnet", "returned %s, expected a table", type(r)) end
+  local s = type(r.subnet) == "string" and ip.parse_cidr(r.subnet, { strict = true })
+  if not s or s.family ~= 4 or s.len ~= 24 or not ip.contains(range, s) then
+    policy.breach(p, "subnet", "subnet %s is not a /24 inside %s", tostring(r.subnet), req.ip_range)
+  end
+  if req.subnet and r.subnet ~= req.subnet then
+    policy.breach(p, "subnet", "returned subnet %s, but the user fixed %s", r.subnet, req.subnet)
+  end
+  -- A /24 the user fixed is checked against the network later, as the user's.
+  if not req.subnet and (req.used[ip.format_cidr(s)] or not model.mesh_usable(s)) then
+    policy.breach(p, "subnet", "subnet %s is in use or has no usable mesh address", r.subnet)
+  end
+  local out = { subnet = ip.format_cidr(s) }
+  if range6 then
+    local s6 = type(r.ipv6_subnet) == "string" and ip.parse_cidr(r.ipv6_subnet, { strict = true })
+    if not s6 or s6.family ~= 6 or s6.len ~= 64 or not ip.contains(range6, s6) then
+      policy.breach(p, "subnet", "ipv6_subnet %s is not a /64 inside %s", tostring(r.ipv6_subnet), req.ipv6_range)
+    end
+    if req.used_ipv6[ip.format_cidr(s6)] then
+      policy.breach(p, "subnet", "ipv6_subnet %s is in use", r.ipv6_subnet)
+    end
+    out.ipv6_subnet = ip.format_cidr(s6)
+  end
+  return out
+end
+
+-- { [hidden_id] = { public ids } } for REQ (see policies/aggregator.lua).
+-- UNSERVED(h) runs before a hidden NR without aggregator is blamed on
+-- the policy; it raises when the network is at fault.
+function policies.aggregators(set, unserved, req)
+  local p = set.aggregator
+  local r = policy.call(p, "aggregators", req)
+  if type(r) ~= "table" then policy.breach(p, "aggregators", "returned %s, expected a table", type(r)) end
+  local public = {}
+  for _, id in ipairs(req.public) do public[id] = true end
+  for _, h in ipairs(req.hidden) do
+    local list = r[h]
+    if type(list) ~= "table" or #list == 0 then
+      unserved(h)
+      policy.breach(p, "aggregators", "gave %s no aggregator", h)
+    end
+    local seen = {}
+    for _, a in ipairs(list) do
+      if not public[a] then policy.breach(p, "aggregators", "gave %s aggregator %s, not a public NR", h, tostring(a)) end
+      if seen[a] then policy.breach(p, "aggregators", "gave %s aggregator %s twice", h, a) end
+      if not req.reachable(h, a) then
+        policy.breach(p, "aggregators", "gave %s aggregator %s, which it cannot reach", h, a)
+      end
+      seen[a] = true
+    end
+  end
+  return r
+end
+
+-- The sole exit NR's id, or nil.
+function policies.exit(set, req)
+  local p = set.exit
+  local r = policy.call(p, "exit", req)
+  if r == nil then return nil end
+  for _, n in ipairs(req.nodes) do
+    if n.node_id == r then return r end
+  end
+  policy.breach(p, "exit", "returned %s, not an NR of the network", tostring(r))
+end
+
+return policies

@@ -1,0 +1,280 @@
+-- The network's topology, decided by the policies (DESIGN §5):
+--   · public NRs form a full mesh; each peer carries its own /24, its wg
+--     mesh address 100.64.b.c/32 and its IPv6 /64;
+--   · a hidden NR peers with its aggregators only (primary first), with an
+--     endpoint and a keepalive; the primary carries the whole network;
+--   · an aggregator lists its hidden NRs without endpoint; other public
+--     NRs reach those /24s through the aggregator's peer;
+--   · with a sole exit, every other NR sends 0.0.0.0/0 and ::/0 to the peer
+--     that leads to the exit.
+-- External devices (add-access) are served like hidden NRs by the
+-- aggregator they were given ("via"); their id here is "access:NAME".
+local ip = require "zmesh.ip"
+local model = require "zmesh.net.model"
+local policies = require "zmesh.net.policies"
+
+local topology = {}
+
+local DEFAULTS = { "0.0.0.0/0", "::/0" }
+
+local function endpoint_text(addr, port)
+  if addr:find(":", 1, true) then return string.format("[%s]:%d", addr, port) end
+  return string.format("%s:%d", addr, port)
+end
+
+local function list_ids(ids)
+  if #ids > 3 then return table.concat(ids, ", ", 1, 3) .. ", …" end
+  return table.concat(ids, ", ")
+end
+
+-- Facts of a node or device, as the role policy sees them.
+local function facts_of(t, id)
+  local n = t.node[id]
+  if n then return n.facts end
+  return t.device_facts[id]
+end
+
+-- The address ID dials to reach public node P (text), or nil; cached,
+-- since reachability checks and renders ask for the same pairs.
+function topology.dial(t, id, p)
+  local row = t.dials[id]
+  if not row then row = {} t.dials[id] = row end
+  local a = row[p]
+  if a == nil then
+    a = policies.endpoint(t.set, facts_of(t, id), t.node[p].facts) or false
+    row[p] = a
+  end
+  return a or nil
+end
+
+-- "addr:port" of P as ID dials it; two NRs behind one address must not
+-- share a port.
+function topology.endpoint(t, id, p)
+  local a = topology.dial(t, id, p)
+  if not a then return nil end
+  local texts = t.endpoints[p]
+  if not texts then texts = {} t.endpoints[p] = texts end
+  local ep = texts[a]
+  if ep then return ep end
+  local port = t.node[p].wireguard_listen_port
+  ep = endpoint_text(a, port)
+  local owner = t.listeners[ep]
+  if owner and owner ~= p then
+    error(string.format("nodes[%s].wireguard_listen_port: %d clashes with node %s: both listen on %s",
+      p, port, owner, ep), 0)
+  end
+  t.listeners[ep], texts[a] = p, ep
+  return ep
+end
+
+local function assign_aggregators(t)
+  local net = t.net
+  local need = {}
+  for _, h in ipairs(t.hidden) do need[#need + 1] = h end
+  if #need == 0 then return end
+  if #t.public == 0 then
+    error(string.format("network %s has hidden nodes (%s) but no public node to serve as their aggregator: "
+      .. "add a node with a public address, or one whose farmer set force_role \"public\"",
+      net.name, list_ids(t.hidden)), 0)
+  end
+  -- Asked only when the policy leaves a hidden NR unserved: was that the
+  -- network's fault (nothing reachable) or the policy's?
+  local function unserved(h)
+    for _, p in ipairs(t.public) do
+      if topology.dial(t, h, p) then return end
+    end
+    error(string.format("nodes[%s]: hidden node %s can reach no public node (no address family in common)",
+      h, h), 0)
+  end
+  local result = policies.aggregators(t.set, unserved, {
+    net_id = net.net_id,
+    hidden = table.move(need, 1, #need, 1, {}),
+    public = table.move(t.public, 1, #t.public, 1, {}),
+    reachable = function(h, p) return t.node[p] ~= nil and topology.dial(t, h, p) ~= nil end,
+  })
+  for _, h in ipairs(need) do t.aggregators[h] = table.move(result[h], 1, #result[h], 1, {}) end
+end
+
+-- Which hidden NRs and devices each public NR serves, as primary
+-- (carried) or backup (standby), in id order.
+local function index_service(t)
+  local ids = {}
+  for h in pairs(t.aggregators) do ids[#ids + 1] = h end
+  table.sort(ids)
+  for _, p in ipairs(t.public) do t.carried[p], t.standby[p] = {}, {} end
+  for _, h in ipairs(ids) do
+    for i, p in ipairs(t.aggregators[h]) do
+      local list = i == 1 and t.carried[p] or t.standby[p]
+      list[#list + 1] = h
+    end
+  end
+end
+
+-- Build the topology of NET (validated) with the policy SET; raises a
+-- message on an impossible network or a policy failure.
+function topology.build(net, set)
+  local t = {
+    net = net, set = set, node = {}, role = {}, public = {}, hidden = {},
+    owned = {}, mesh = {}, aggregators = {}, carried = {}, standby = {},
+    devices = {}, device = {}, device_facts = {}, dials = {}, listeners = {}, endpoints = {},
+    shared = {},
+  }
+  for _, n in ipairs(net.nodes) do
+    local id = n.node_id
+    t.node[id] = n
+    local role = policies.role(set, n.facts)
+    t.role[id] = role
+    local list = role == "public" and t.public or t.hidden
+    list[#list + 1] = id
+    t.mesh[id] = model.mesh_address(ip.parsed(n.subnet))
+    t.owned[id] = { n.subnet, t.mesh[id] .. "/32", n.ipv6_subnet }
+  end
+  table.sort(t.public)
+  table.sort(t.hidden)
+  assign_aggregators(t)
+  for _, a in ipairs(net.access or {}) do
+    local id = "access:" .. a.name
+    if t.role[a.via] ~= "public" then
+      error(string.format("access[%s].via: '%s' is a hidden node; devices need a public one", a.name, a.via), 0)
+    end
+    t.devices[#t.devices + 1] = id
+    t.device[id] = a
+    t.device_facts[id] = { node_id = id, addresses = {} }
+    t.owned[id] = { a.address, a.ipv6_address }
+    t.aggregators[id] = { a.via }
+  end
+  index_service(t)
+  -- Every id, sorted: peers are listed in this order.
+  t.order = {}
+  for id in pairs(t.owned) do t.order[#t.order + 1] = id end
+  table.sort(t.order)
+  local nodes = {}
+  for i, n in ipairs(net.nodes) do nodes[i] = { node_id = n.node_id, role = t.role[n.node_id] } end
+  t.exit = policies.exit(set, { chosen = net.exit, nodes = nodes })
+  return t
+end
+
+-- The peer of X that leads towards node or device TO (for routing), or nil
+-- when TO is X itself.
+local function next_hop(t, x, to)
+  if to == x then return nil end
+  if t.role[x] == "hidden" then return t.aggregators[x][1] end
+  local primary = t.aggregators[to] and t.aggregators[to][1]
+  if primary and primary ~= x then return primary end
+  return to
+end
+topology.next_hop = next_hop
+
+-- Does X send its Internet traffic into the mesh? Then to which peer.
+function topology.exit_hop(t, x)
+  if not t.exit or t.exit == x then return nil end
+  return next_hop(t, x, t.exit)
+end
+
+local function append(list, items)
+  for _, v in ipairs(items) do list[#list + 1] = v end
+end
+
+-- AllowedIPs lists are shared between the configs of one topology (the
+-- same peer appears in hundreds of them): build each once, and treat
+-- the rendered lists as read-only.
+local function shared(t, key, make)
+  local v = t.shared[key]
+  if not v then
+    v = make()
+    t.shared[key] = v
+  end
+  return v
+end
+
+-- The peer towards the sole exit carries 0.0.0.0/0 and ::/0, which hold
+-- everything else it would carry: list just those, so that no list has
+-- prefixes inside one another.
+local function with_defaults()
+  return table.move(DEFAULTS, 1, #DEFAULTS, 1, {})
+end
+
+-- What a public NR P carries for others: its own prefixes and those of
+-- the hidden NRs and devices it is primary for (or, towards the exit,
+-- everything).
+local function via_public(t, p, exit)
+  if exit then return shared(t, "exit", with_defaults) end
+  return shared(t, "via:" .. p, function()
+    local list = {}
+    append(list, t.owned[p])
+    for _, h in ipairs(t.carried[p]) do append(list, t.owned[h]) end
+    return list
+  end)
+end
+
+-- What an aggregator routes to hidden NR (or device) H it is primary for.
+local function to_hidden(t, h, exit)
+  if exit then return shared(t, "exit", with_defaults) end
+  return t.owned[h]
+end
+
+-- What a hidden NR routes to its primary: the whole network.
+local function to_primary(t, exit)
+  if exit then return shared(t, "exit", with_defaults) end
+  return shared(t, "primary", function()
+    return { t.net.ip_range, model.MESH_RANGE, t.net.ipv6_range }
+  end)
+end
+
+local function standby(t) return shared(t, "standby", function() return {} end) end
+
+local function peer(t, id, allowed)
+  local n, d = t.node[id], t.device[id]
+  return {
+    node_id = id,
+    subnet = n and n.subnet or d.address,
+    wireguard_public_key = (n or d).wireguard_public_key,
+    allowed_ips = allowed,
+  }
+end
+
+-- The peers of a hidden NR: its aggregators, primary first.
+local function hidden_peers(t, x, exit_hop)
+  local out = {}
+  for i, a in ipairs(t.aggregators[x]) do
+    local p = peer(t, a, i == 1 and to_primary(t, exit_hop == a) or standby(t))
+    p.endpoint = topology.endpoint(t, x, a)
+    p.persistent_keepalive = model.KEEPALIVE
+    out[#out + 1] = p
+  end
+  return out
+end
+
+-- The peers of a public NR: every other public NR (carrying what it
+-- serves), and the hidden NRs and devices it serves itself; in id order.
+local function public_peers(t, x, exit_hop)
+  local by_id = {}
+  for _, p in ipairs(t.public) do
+    if p ~= x then
+      local e = peer(t, p, via_public(t, p, exit_hop == p))
+      e.endpoint = topology.endpoint(t, x, p)
+      if not e.endpoint then
+        error(string.format("nodes[%s]: public node %s cannot reach public node %s (no address family in common); "
+          .. "set force_role \"hidden\" on one of them, or public_endpoints", x, x, p), 0)
+      end
+      by_id[p] = e
+    end
+  end
+  for _, h in ipairs(t.carried[x]) do by_id[h] = peer(t, h, to_hidden(t, h, exit_hop == h)) end
+  for _, h in ipairs(t.standby[x]) do by_id[h] = peer(t, h, standby(t)) end
+  local out = {}
+  for _, id in ipairs(t.order) do
+    local e = by_id[id]
+    if e then out[#out + 1] = e end
+  end
+  return out
+end
+
+-- The peers of NR X, as the NR config lists them.
+function topology.peers(t, x)
+  local exit_hop = topology.exit_hop(t, x)
+  if t.role[x] == "hidden" then return hidden_peers(t, x, exit_hop) end
+  return public_peers(t, x, exit_hop)
+end
+
+return topology

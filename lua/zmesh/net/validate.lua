@@ -1,0 +1,291 @@
+-- Checks on node facts and on a whole network. Each check raises one
+-- message that names the field and the value at fault, e.g.
+--   nodes[n2].subnet: '10.2.1.0/24' is outside ip_range 10.1.0.0/16
+-- so that bad input is refused before anything is written or rendered.
+local ip = require "zmesh.ip"
+local json = require "zmesh.json"
+local keys = require "zmesh.net.keys"
+local model = require "zmesh.net.model"
+
+local validate = {}
+
+local function show(v)
+  if v == nil then return "(missing)" end
+  if type(v) == "string" then return "'" .. v .. "'" end
+  if type(v) == "table" then
+    local ok, text = pcall(json.encode, v)
+    return ok and text or tostring(v)
+  end
+  return tostring(v)
+end
+
+-- Raise "FIELD: VALUE MESSAGE".
+local function fail(field, value, fmt, ...)
+  error(string.format("%s: %s %s", field, show(value), string.format(fmt, ...)), 0)
+end
+validate.fail = fail
+
+local reserved = ip.parse_cidr("100.64.0.0/10")
+local private4 = {
+  ip.parse_cidr("10.0.0.0/8"), ip.parse_cidr("172.16.0.0/12"), ip.parse_cidr("192.168.0.0/16"),
+}
+
+-- A prefix in FIELD, with host bits clear; returns it parsed (shared:
+-- see ip.parsed).
+local function prefix(field, value, family)
+  if type(value) ~= "string" then fail(field, value, "must be a prefix such as 10.1.0.0/16") end
+  local p = value:find("/", 1, true) and ip.parsed(value)
+  if not p or not p.family or not ip.is_network(p) then
+    -- The slow path, for its message.
+    local _, err = ip.parse_cidr(value, { strict = true })
+    fail(field, value, "is not a valid prefix (%s)", (err:gsub("^'.-' ", "")))
+  end
+  if p.family ~= family then fail(field, value, "must be an IPv%d prefix", family) end
+  return p
+end
+
+function validate.ip_range(value, field)
+  field = field or "ip_range"
+  local p = prefix(field, value, 4)
+  if ip.overlaps(p, reserved) then
+    fail(field, value, "overlaps 100.64.0.0/10, which Zero-Mesh reserves for its own addresses")
+  end
+  local private = false
+  for _, r in ipairs(private4) do private = private or ip.contains(r, p) end
+  if not private then
+    fail(field, value, "is not a private range (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)")
+  end
+  if p.len > 24 then fail(field, value, "is smaller than one /24, the subnet of one NR") end
+  return p
+end
+
+local v6_ok = { ula = true, global = true, documentation = true }
+
+function validate.ipv6_range(value, field)
+  field = field or "ipv6_range"
+  local p = prefix(field, value, 6)
+  if not v6_ok[ip.classify(p)] then
+    fail(field, value, "must be a unique local (fd00::/8) or global unicast prefix")
+  end
+  if p.len > 64 then fail(field, value, "is smaller than one /64, the IPv6 subnet of one NR") end
+  return p
+end
+
+local function integer(field, value, lo, hi)
+  if math.type(value) ~= "integer" or value < lo or value > hi then
+    fail(field, value, "must be an integer from %d to %d", lo, hi)
+  end
+  return value
+end
+
+local function string_list(field, value)
+  if type(value) ~= "table" or (next(value) ~= nil and value[1] == nil) then
+    fail(field, value, "must be a list of strings")
+  end
+  for i, s in ipairs(value) do
+    if type(s) ~= "string" then fail(string.format("%s[%d]", field, i), s, "must be a string") end
+  end
+  return value
+end
+
+local facts_fields = { node_id = true, public_key = true, addresses = true,
+  listen_ports = true, force_role = true, public_endpoints = true }
+
+-- Node facts as the node publishes them. WHERE prefixes field names.
+function validate.facts(f, where)
+  where = where or "facts"
+  if type(f) ~= "table" then fail(where, f, "must be an object of node facts") end
+  for k in pairs(f) do
+    if not facts_fields[k] then fail(where .. "." .. tostring(k), f[k], "is not a node fact") end
+  end
+  if not model.valid_node_id(f.node_id) then
+    fail(where .. ".node_id", f.node_id, "must match [a-z0-9][a-z0-9_-]* (at most %d characters)",
+      model.NODE_ID_MAX)
+  end
+  if not keys.valid_public(f.public_key) then
+    fail(where .. ".public_key", f.public_key, "is not a base64 X25519 public key")
+  end
+  string_list(where .. ".addresses", f.addresses)
+  if #f.addresses == 0 then fail(where .. ".addresses", f.addresses, "is empty: a node needs an uplink address") end
+  for i, s in ipairs(f.addresses) do
+    local a = s:find("/", 1, true) and ip.parsed(s)
+    if not a then fail(string.format("%s.addresses[%d]", where, i), s, "is not an address/prefix such as 203.0.113.11/24") end
+  end
+  local lp = f.listen_ports
+  if type(lp) ~= "table" then fail(where .. ".listen_ports", lp, "must be {\"min\": port, \"max\": port}") end
+  integer(where .. ".listen_ports.min", lp.min, 1, 65535)
+  integer(where .. ".listen_ports.max", lp.max, 1, 65535)
+  if lp.max < lp.min then fail(where .. ".listen_ports", lp, "has max below min") end
+  if f.force_role ~= nil and f.force_role ~= "public" and f.force_role ~= "hidden" then
+    fail(where .. ".force_role", f.force_role, "must be \"public\" or \"hidden\"")
+  end
+  if f.public_endpoints ~= nil then
+    string_list(where .. ".public_endpoints", f.public_endpoints)
+    for i, s in ipairs(f.public_endpoints) do
+      if s:find("/", 1, true) or not ip.parsed(s) then
+        fail(string.format("%s.public_endpoints[%d]", where, i), s, "is not an IPv4 or IPv6 address")
+      end
+    end
+  end
+  return f
+end
+
+-- How many /24s of RANGE (parsed) can be NR subnets.
+function validate.capacity(range)
+  local n = ip.subnet_count(range, 24)
+  for _, s in ipairs({ "0.0", "255.255" }) do
+    local sub = ip.parse_cidr(string.format("%d.%s.0/24", range.bytes[1], s))
+    if ip.contains(range, sub) and not model.mesh_usable(sub) then n = n - 1 end
+  end
+  return n
+end
+
+-- Record prefix P as FIELD's in SEEN; a second claim is an overlap.
+local function claim(seen, p, field, value)
+  local key = ip.key(p)
+  if seen[key] then fail(field, value, "overlaps %s", seen[key]) end
+  seen[key] = field
+  return p
+end
+
+-- A /24 (and /64) assigned in the network: well-formed, inside the
+-- ranges, not taken. SEEN maps canonical text to the field holding it.
+local function check_subnet(field, value, range, seen)
+  local p = prefix(field, value, 4)
+  if p.len ~= 24 then fail(field, value, "must be a /24") end
+  if not ip.contains(range, p) then fail(field, value, "is outside ip_range %s", ip.format_cidr(range)) end
+  if not model.mesh_usable(p) then
+    fail(field, value, "cannot be used: its wg mesh address %s is not a host address", model.mesh_address(p))
+  end
+  return claim(seen, p, field, value)
+end
+
+-- A /24 given by the user for an NR, checked on its own.
+function validate.subnet(field, value, range)
+  return check_subnet(field, value, range, {})
+end
+
+local function check_subnet6(field, value, range6, seen)
+  if range6 == nil then
+    if value ~= nil then fail(field, value, "is set but the network has no ipv6_range") end
+    return nil
+  end
+  if value == nil then fail(field, value, "is required: the network has ipv6_range %s", ip.format_cidr(range6)) end
+  local p = prefix(field, value, 6)
+  if p.len ~= 64 then fail(field, value, "must be a /64") end
+  if not ip.contains(range6, p) then fail(field, value, "is outside ipv6_range %s", ip.format_cidr(range6)) end
+  return claim(seen, p, field, value)
+end
+
+-- A /64 given by the user for an NR, checked on its own.
+function validate.subnet6(field, value, range6)
+  return check_subnet6(field, value, range6, {})
+end
+
+local function check_node(n, i, range, range6, seen)
+  local where = string.format("nodes[%d]", i)
+  if type(n) ~= "table" then fail(where, n, "must be an object") end
+  if not model.valid_node_id(n.node_id) then
+    fail(where .. ".node_id", n.node_id, "must match [a-z0-9][a-z0-9_-]* (at most %d characters)", model.NODE_ID_MAX)
+  end
+  where = string.format("nodes[%s]", n.node_id)
+  if seen.nodes[n.node_id] then fail(where .. ".node_id", n.node_id, "is a duplicate node") end
+  seen.nodes[n.node_id] = true
+  local f = validate.facts(n.facts, where .. ".facts")
+  if f.node_id ~= n.node_id then fail(where .. ".facts.node_id", f.node_id, "differs from the node's id") end
+  if seen.node_keys[f.public_key] then
+    fail(where .. ".facts.public_key", f.public_key, "is the key of node %s too: a duplicate node", seen.node_keys[f.public_key])
+  end
+  seen.node_keys[f.public_key] = n.node_id
+  check_subnet(where .. ".subnet", n.subnet, range, seen.v4)
+  check_subnet6(where .. ".ipv6_subnet", n.ipv6_subnet, range6, seen.v6)
+  local port = n.wireguard_listen_port
+  integer(where .. ".wireguard_listen_port", port, 1, 65535)
+  if port < f.listen_ports.min or port > f.listen_ports.max then
+    fail(where .. ".wireguard_listen_port", port, "is outside the node's listen_ports %d-%d",
+      f.listen_ports.min, f.listen_ports.max)
+  end
+  if not keys.valid_public(n.wireguard_public_key) then
+    fail(where .. ".wireguard_public_key", n.wireguard_public_key, "is not a base64 WireGuard public key")
+  end
+  if not keys.valid_sealed(n.wireguard_private_key) then
+    -- Sealed, so safe to name; still, a short form is enough.
+    fail(where .. ".wireguard_private_key", type(n.wireguard_private_key) == "string"
+      and n.wireguard_private_key:sub(1, 12) .. "…" or n.wireguard_private_key,
+      "is not a private key sealed to the node (base64, %d characters)", keys.SEALED_LEN)
+  end
+  if n.sealed_to ~= f.public_key then
+    fail(where .. ".sealed_to", n.sealed_to,
+      "is not the node's public_key: re-key with `zmesh net add-node --update`")
+  end
+end
+
+local function check_access(net, range, range6, seen)
+  if net.access == nil then return end
+  if type(net.access) ~= "table" then fail("access", net.access, "must be a list") end
+  if #net.access == 0 then return end
+  local sub = check_subnet("access_subnet", net.access_subnet, range, seen.v4)
+  local sub6 = check_subnet6("access_ipv6_subnet", net.access_ipv6_subnet, range6, seen.v6)
+  local names, addrs = {}, {}
+  for i, a in ipairs(net.access) do
+    local where = string.format("access[%d]", i)
+    if type(a) ~= "table" then fail(where, a, "must be an object") end
+    if not model.valid_name(a.name) then fail(where .. ".name", a.name, "must match [A-Za-z0-9][A-Za-z0-9_.-]*") end
+    where = string.format("access[%s]", a.name)
+    if names[a.name] then fail(where .. ".name", a.name, "is a duplicate device") end
+    names[a.name] = true
+    local p = prefix(where .. ".address", a.address, 4)
+    if p.len ~= 32 or not ip.contains(sub, p) then
+      fail(where .. ".address", a.address, "must be a /32 in access_subnet %s", net.access_subnet)
+    end
+    if addrs[a.address] then fail(where .. ".address", a.address, "is used by device %s too", addrs[a.address]) end
+    addrs[a.address] = a.name
+    if sub6 then
+      local p6 = prefix(where .. ".ipv6_address", a.ipv6_address, 6)
+      if p6.len ~= 128 or not ip.contains(sub6, p6) then
+        fail(where .. ".ipv6_address", a.ipv6_address, "must be a /128 in access_ipv6_subnet %s", net.access_ipv6_subnet)
+      end
+    end
+    if not keys.valid_public(a.wireguard_public_key) then
+      fail(where .. ".wireguard_public_key", a.wireguard_public_key, "is not a base64 WireGuard public key")
+    end
+    if not seen.nodes[a.via] then fail(where .. ".via", a.via, "is not a node of the network") end
+  end
+end
+
+-- The network's own fields, without its nodes.
+function validate.header(net)
+  if type(net) ~= "table" then fail("network", net, "must be a JSON object") end
+  if net.format ~= model.FORMAT then fail("format", net.format, "is not %d, the format this zmesh reads", model.FORMAT) end
+  if not model.valid_name(net.name) then
+    fail("name", net.name, "must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most %d characters)", model.NAME_MAX)
+  end
+  if type(net.net_id) ~= "string" or #net.net_id > model.NET_ID_MAX or not net.net_id:match(model.NET_ID) then
+    fail("net_id", net.net_id, "must be 1 to %d characters of [a-z0-9]", model.NET_ID_MAX)
+  end
+  local range = validate.ip_range(net.ip_range)
+  local range6 = net.ipv6_range ~= nil and validate.ipv6_range(net.ipv6_range) or nil
+  if net.exit ~= nil and type(net.exit) ~= "string" then fail("exit", net.exit, "must be a node id") end
+  return range, range6
+end
+
+-- The whole network; returns it, or raises the first problem found.
+function validate.network(net)
+  local range, range6 = validate.header(net)
+  if type(net.nodes) ~= "table" or (next(net.nodes) ~= nil and net.nodes[1] == nil) then
+    fail("nodes", net.nodes, "must be a list")
+  end
+  local wanted = #net.nodes + ((net.access and #net.access > 0) and 1 or 0)
+  local capacity = validate.capacity(range)
+  if wanted > capacity then
+    fail("nodes", #net.nodes, "NRs%s do not fit: ip_range %s holds %d /24 subnets",
+      wanted > #net.nodes and " and the access subnet" or "", net.ip_range, capacity)
+  end
+  local seen = { nodes = {}, node_keys = {}, v4 = {}, v6 = {} }
+  for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, seen) end
+  if net.exit ~= nil and not seen.nodes[net.exit] then fail("exit", net.exit, "is not a node of the network") end
+  check_access(net, range, range6, seen)
+  return net
+end
+
+return validate

@@ -1,0 +1,106 @@
+-- `zmesh net` on the command line: the real host binary with the real key
+-- module (no root needed), on the example node facts in examples/.
+local json = require "zmesh.json"
+local build = dofile("tests/fixtures/net/build.lua")
+
+local bin = os.getenv("ZMESH_BIN") or "build/zmesh"
+local dir
+
+-- Run zmesh with ARGS (a shell string); returns stdout, stderr, status.
+local function zmesh(args, input)
+  local out, err = dir .. "/out", dir .. "/err"
+  local cmd = string.format("%s %s >%s 2>%s", bin, args, out, err)
+  if input then cmd = string.format("printf '%%s' '%s' | %s", input, cmd) end
+  local _, _, status = os.execute(cmd)
+  return build.read(out), build.read(err), status
+end
+
+describe("zmesh net (CLI)", function()
+  local file
+  before_each(function()
+    dir = build.tmpdir()
+    file = dir .. "/net.json"
+  end)
+  after_each(function() build.rmdir(dir) end)
+
+  it("explains itself and every subcommand", function()
+    local out, _, status = zmesh("net --help")
+    assert.equal(0, status)
+    for _, sub in ipairs({ "new", "add-node", "remove-node", "set-exit", "add-access", "remove-access",
+        "show", "validate", "render", "graph" }) do
+      assert.matches("\n  " .. sub:gsub("%-", "%%-") .. " +%S", out)
+      local help, _, st = zmesh("net " .. sub .. " --help")
+      assert.equal(0, st)
+      assert.matches("^usage: zmesh net " .. sub:gsub("%-", "%%-") .. " FILE", help)
+      assert.is_true(#help > 120)
+    end
+    assert.matches("net +define a user network", (zmesh("--help")))
+  end)
+
+  it("builds, renders and graphs the example network", function()
+    local _, err, status = zmesh("net new " .. file .. " demo 10.1.0.0/16 --ipv6 fd00:1::/48 --id demo1")
+    assert.equal(0, status, err)
+    for i = 1, 5 do
+      local out
+      out, err, status = zmesh(string.format("net add-node %s examples/facts-n%d.json", file, i))
+      assert.equal(0, status, err)
+      assert.matches("^added n" .. i .. ": subnet 10%.1%." .. i .. "%.0/24 fd00:1:0:" .. i .. "::/64, port %d+\n$", out)
+    end
+    local out = zmesh("net set-exit " .. file .. " n2")
+    assert.equal("sole exit: n2\n", out)
+    out, err, status = zmesh("net add-access " .. file .. " laptop --via n1")
+    assert.equal(0, status, err)
+    assert.matches("\nPrivateKey = [A-Za-z0-9+/]+=\n", out)
+    out = zmesh("net show " .. file)
+    assert.matches("n3 +hidden +10%.1%.3%.0/24", out)
+    assert.matches("exit: n2 %(sole exit%)", out)
+    assert.matches("device laptop", out)
+    out, err, status = zmesh("net validate " .. file)
+    assert.equal(0, status, err)
+    assert.equal("network demo is valid: 5 NRs (3 public, 2 hidden), 1 device(s)\n", out)
+    out = zmesh("net render " .. file .. " n4")
+    local cfg = assert(json.decode(out))
+    assert.equal("n4", cfg.node_id)
+    assert.equal("mesh", cfg.exit)
+    assert.equal(25, cfg.peers[1].persistent_keepalive)
+    local all = assert(json.decode((zmesh("net render " .. file .. " --all"))))
+    assert.same(cfg, all.n4)
+    out = zmesh("net graph " .. file)
+    assert.matches("^graph \"zmesh%-demo\" {\n", out)
+    out = zmesh("net show " .. file .. " --json")
+    assert.equal("demo1", json.decode(out).net_id)
+    out = zmesh("net remove-node " .. file .. " n2")
+    assert.equal("removed n2\nnote: n2 was the sole exit: every NR now breaks out locally\n", out)
+  end)
+
+  it("reads facts from standard input", function()
+    zmesh("net new " .. file .. " demo 10.1.0.0/16")
+    local f = io.open("examples/facts-n1.json") local facts = f:read("a") f:close()
+    local out, err, status = zmesh("net add-node " .. file .. " -", facts:gsub("\n", ""))
+    assert.equal(0, status, err)
+    assert.matches("^added n1", out)
+  end)
+
+  it("exits 1 with one message naming the field and value, 2 on usage errors", function()
+    local _, err, status = zmesh("net new " .. file .. " demo 100.64.0.0/16")
+    assert.equal(1, status)
+    assert.equal("zmesh net new: ip_range: '100.64.0.0/16' overlaps 100.64.0.0/10, which Zero-Mesh reserves for its own addresses\n", err)
+    zmesh("net new " .. file .. " demo 10.1.0.0/16")
+    _, err, status = zmesh("net add-node " .. file .. " examples/facts-n1.json --subnet 10.2.0.0/24")
+    assert.equal(1, status)
+    assert.equal("zmesh net add-node: subnet: '10.2.0.0/24' is outside ip_range 10.1.0.0/16\n", err)
+    _, err, status = zmesh("net render " .. file)
+    assert.equal(2, status)
+    assert.matches("render takes FILE NODE", err)
+    _, err, status = zmesh("net frobnicate")
+    assert.equal(2, status)
+    _, err, status = zmesh("net show " .. file .. " --colour")
+    assert.equal(2, status)
+    assert.equal("zmesh net: unknown option --colour for show\n", err)
+    _, err, status = zmesh("net add-node " .. file .. " examples/facts-n1.json --port x")
+    assert.equal(2, status)
+    _, err, status = zmesh("net render " .. file .. " n1 --policy-dir tests/fixtures/net/policies/syntax")
+    assert.equal(1, status)
+    assert.matches("^zmesh net render: tests/fixtures/net/policies/syntax/role%.lua:3: ", err)
+  end)
+end)
