@@ -30,10 +30,10 @@ local function check_netns(netns)
   end
 end
 
--- P: {net_id, netns, ip, create}. create makes the namespace when absent
--- (prototyping and tests; a container runtime makes its own).
+-- P: {net_id, netns, ip, ip6, create}. create makes the namespace when
+-- absent (prototyping and tests; a container runtime makes its own).
 function container.attach(ctx, p)
-  check.known_fields(p, { "net_id", "netns", "ip", "create" })
+  check.known_fields(p, { "net_id", "netns", "ip", "ip6", "create" })
   local cfg = nr_of(ctx, p.net_id)
   check_netns(p.netns)
   local addr_text, addr = check.address(p.ip, "ip", 4)
@@ -46,7 +46,20 @@ function container.attach(ctx, p)
   if index == 0 or index == 1 or index == last then
     check.fail("ip", addr_text, "is the subnet's network, gateway or broadcast address")
   end
-  local want = desired.container(cfg, { netns = p.netns, ip = addr_text })
+  local ip6_text
+  if p.ip6 ~= nil then
+    if not cfg.ipv6_subnet then check.fail("ip6", p.ip6, "the NR has no IPv6 subnet") end
+    local a6
+    ip6_text, a6 = check.address(p.ip6, "ip6", 6)
+    local v6 = ip.parse_cidr(cfg.ipv6_subnet)
+    if not ip.contains(v6, a6) then
+      check.fail("ip6", ip6_text, "is not in the NR's IPv6 subnet " .. cfg.ipv6_subnet)
+    end
+    if ip.equal(a6, ip.host(v6, 0)) or ip.equal(a6, ip.host(v6, 1)) then
+      check.fail("ip6", ip6_text, "is the subnet's network or gateway address")
+    end
+  end
+  local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text })
   if p.create then
     table.insert(want, 1, { kind = "netns", name = p.netns })
   elseif not core.netns.exists(p.netns) then
@@ -56,7 +69,7 @@ function container.attach(ctx, p)
   if not report.ok then
     error(string.format("attach failed at '%s': %s", report.failed, tostring(report.error)), 0)
   end
-  return { net_id = cfg.net_id, netns = p.netns, ip = addr_text,
+  return { net_id = cfg.net_id, netns = p.netns, ip = addr_text, ip6 = ip6_text,
     port = names.container_port(p.netns), changes = report.done }
 end
 

@@ -19,6 +19,9 @@ function desired.nr(cfg, ctx)
     { kind = "netns", name = ns },
     { kind = "sysctl", ns = ns, key = "net.ipv4.ip_forward", value = 1 },
     { kind = "sysctl", ns = ns, key = "net.ipv6.conf.all.forwarding", value = 1 },
+    -- The NR's links are virtual and its own: duplicate address detection
+    -- would only hold IPv6 back for seconds after each link comes up.
+    { kind = "sysctl", ns = ns, key = "net.ipv6.conf.default.accept_dad", value = 0 },
     { kind = "link", ns = ns, name = "lo", type = "existing", up = true },
     -- Uplink: made from the ndmz side, its NR end named "public".
     { kind = "link", ns = ndmz, name = names.ndmz_port(id), type = "veth",
@@ -37,6 +40,18 @@ function desired.nr(cfg, ctx)
     { kind = "link", ns = ns, name = br, type = "bridge", up = true },
     { kind = "addr", ns = ns, dev = br, addr = gateway .. "/24" },
   }
+  if cfg.ipv6_subnet then
+    -- IPv6 inside the mesh: the NR's /64 on its bridge, the network's
+    -- prefix into the tunnel.
+    local v6 = ip.parse_cidr(cfg.ipv6_subnet)
+    d[#d + 1] = { kind = "addr", ns = ns, dev = br, addr = ip.format_addr(ip.host(v6, 1)) .. "/64" }
+    if cfg.ipv6_range then
+      d[#d + 1] = { kind = "route", ns = ns, dst = cfg.ipv6_range, dev = wg }
+    end
+    if cfg.exit == "mesh" then
+      d[#d + 1] = { kind = "route", ns = ns, dst = "default6", dev = wg }
+    end
+  end
   if cfg.exit == "mesh" then
     -- Sole exit elsewhere: everything leaves through the tunnel.
     d[#d + 1] = { kind = "route", ns = ns, dst = "default", dev = wg }
@@ -53,13 +68,15 @@ end
 -- What the NR apply owns exclusively (pruned when not desired).
 function desired.nr_owned_routes(cfg) return { names.nr_ns(cfg.net_id) } end
 
--- A container attached to an NR: its eth0 with an address in the subnet.
--- CFG: the validated NR config; C: {netns, ip}.
+-- A container attached to an NR: its eth0 with an address in the subnet
+-- (and in the NR's /64 when given). CFG: the validated NR config;
+-- C: {netns, ip, ip6}.
 function desired.container(cfg, c)
   local id = cfg.net_id
   local ns = names.nr_ns(id)
   local subnet = ip.parse_cidr(cfg.subnet)
-  return {
+  local d = {
+    { kind = "sysctl", ns = c.netns, key = "net.ipv6.conf.default.accept_dad", value = 0 },
     { kind = "link", ns = c.netns, name = "lo", type = "existing", up = true },
     { kind = "link", ns = ns, name = names.container_port(c.netns), type = "veth",
       peer = names.CONTAINER_IF, peer_ns = c.netns, master = names.bridge_if(id), up = true },
@@ -68,6 +85,13 @@ function desired.container(cfg, c)
     { kind = "route", ns = c.netns, dst = "default", via = ip.format_addr(ip.host(subnet, 1)),
       dev = names.CONTAINER_IF },
   }
+  if c.ip6 then
+    local v6 = ip.parse_cidr(cfg.ipv6_subnet)
+    d[#d + 1] = { kind = "addr", ns = c.netns, dev = names.CONTAINER_IF, addr = c.ip6 .. "/64" }
+    d[#d + 1] = { kind = "route", ns = c.netns, dst = "default6",
+      via = ip.format_addr(ip.host(v6, 1)), dev = names.CONTAINER_IF }
+  end
+  return d
 end
 
 return desired

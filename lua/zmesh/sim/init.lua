@@ -30,6 +30,14 @@ local function sh(cmd)
   return (out:gsub("%s+$", "")), ok == true
 end
 
+-- Wall-clock seconds with sub-second precision, for timing steps.
+function sim.now()
+  local f = io.open("/proc/uptime")
+  local up = f and f:read("n")
+  if f then f:close() end
+  return up or os.time()
+end
+
 local function must(ok, err)
   if not ok then error(err, 2) end
   return ok
