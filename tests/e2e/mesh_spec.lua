@@ -21,7 +21,7 @@ describe("a mesh of five simulated nodes", function()
     N:define({ "n1", "n2", "n3", "n4", "n5" })
     N:deploy()
     N:attach()
-    F:start_server(testns.sh("realpath " .. (os.getenv("ZMESH_ROOT") or ".") .. "/tests/fixtures/nft/peer.py"))
+    F:start_server()
   end)
 
   teardown(function()

@@ -113,7 +113,7 @@ describe("the Internet diode on simulated nodes", function()
     end)
     two_nodes.build(S)
     -- Absolute: commands inside a node run from its root directory.
-    local peer = testns.sh("realpath " .. (os.getenv("ZMESH_ROOT") or ".") .. "/tests/fixtures/nft/peer.py")
+    local peer = testns.sh("realpath " .. sim.peer_py)
     local server = S:host("srv", "203.0.113.200/24")
     server_pid = tonumber((testns.sh("ip netns exec " .. server .. " python3 " .. peer
       .. " serve 8080 >/dev/null 2>&1 & echo $!")))

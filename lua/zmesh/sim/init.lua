@@ -16,6 +16,13 @@ Sim.__index = Sim
 
 local sim = {}
 
+-- A small TCP/UDP server and probe (answers with the address it sees),
+-- used as a host on the simulated Internet.
+sim.peer_py = (debug.getinfo(1, "S").source:match("^@(.*)/init%.lua$") or "lua/zmesh/sim")
+  .. "/peer.py"
+-- Absolute: commands inside a node run from its root directory.
+if sim.peer_py:sub(1, 1) ~= "/" then sim.peer_py = os.getenv("PWD") .. "/" .. sim.peer_py end
+
 local INET_V4, INET_GW = "203.0.113.254/24", "203.0.113.254"
 local INET_V6, INET_GW6 = "2001:db8::fffe/64", "2001:db8::fffe"
 

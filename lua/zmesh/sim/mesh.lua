@@ -74,12 +74,19 @@ function Fleet:kill(id)
 end
 
 -- A server on the Internet that answers with the address it sees.
-function Fleet:start_server(peer_py)
+function Fleet:start_server()
+  local peer_py = require("zmesh.sim").peer_py
   self.peer_py = peer_py
   self.server_ns = self.S:host("srv", mesh.server .. "/24")
   self.server_pid = tonumber((sh("ip netns exec " .. self.server_ns .. " python3 " .. peer_py
     .. " serve 8080 >/dev/null 2>&1 & echo $!")))
   sh("sleep 0.3")
+end
+
+-- Does a ping from the Internet server to ADDR get an answer?
+function Fleet:server_reaches(addr)
+  local _, ok = sh("ip netns exec " .. self.server_ns .. " ping -c 1 -W 1 " .. addr)
+  return ok
 end
 
 function Fleet:destroy()
