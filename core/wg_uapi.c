@@ -70,6 +70,8 @@ int zm_wg_uapi_serves(const char *name)
 	return 1;
 }
 
+static int process_alive(pid_t pid);
+
 int zm_wg_uapi_pid(const char *name)
 {
 	struct ucred cred;
@@ -84,7 +86,19 @@ int zm_wg_uapi_pid(const char *name)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
 		err = -errno;
 	close(fd);
-	return err ? err : cred.pid;
+	if (err)
+		return err;
+	/*
+	 * SO_PEERCRED names the process that called listen(). wireguard-go
+	 * without -f (as wg-quick starts it) listens, hands the socket to a
+	 * child and exits: that pid is gone. Never signal a stranger.
+	 */
+	if (!process_alive(cred.pid)) {
+		zm_err_set("the daemon serving '%s' is unknown (pid %d, which opened its socket, has exited)",
+			   name, cred.pid);
+		return -ESRCH;
+	}
+	return cred.pid;
 }
 
 /* A request writer whose buffer may hold keys: sodium memory. */

@@ -49,6 +49,13 @@ function testns.sh(cmd)
   return (out:gsub("%s+$", "")), ok == true
 end
 
+-- Run a shell command that must succeed; its output, or an error naming it.
+function testns.must(cmd)
+  local out, ok = testns.sh(cmd)
+  if not ok then error(cmd .. ": " .. out, 2) end
+  return out
+end
+
 -- `ip netns exec NS CMD…` as one string.
 function testns.exec(ns, cmd)
   return testns.sh("ip netns exec " .. ns .. " " .. cmd)
