@@ -46,14 +46,12 @@ local function is_array(t)
 end
 
 -- cjson escapes "/" as "\/"; JSON does not need it, and paths and
--- prefixes read better without. Encode the pieces between slashes.
+-- prefixes read better without. Every "/" in cjson's output carries that
+-- escape just before it, so dropping it is exact.
 local function encode_string(s)
-  if not s:find("/", 1, true) then return cjson.encode(s) end
-  local parts = {}
-  for piece in (s .. "/"):gmatch("(.-)/") do
-    parts[#parts + 1] = cjson.encode(piece):sub(2, -2)
-  end
-  return '"' .. table.concat(parts, "/") .. '"'
+  local text = cjson.encode(s)
+  if text:find("/", 1, true) then text = text:gsub("\\/", "/") end
+  return text
 end
 
 local function encode_value(v, indent, depth, out)
