@@ -32,6 +32,17 @@ int zm_push_result(lua_State *L, int err)
 	return 1;
 }
 
+void zm_push_strv(lua_State *L, char **v, size_t n)
+{
+	size_t i;
+
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		lua_pushstring(L, v[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
 int zm_field_error(lua_State *L, int idx, const char *key, const char *why)
 {
 	return luaL_argerror(L, idx,

@@ -20,6 +20,9 @@ int zm_push_error(lua_State *L, int err);
 /* Push true, or the error triple when err != 0. */
 int zm_push_result(lua_State *L, int err);
 
+/* Push an array of N strings. */
+void zm_push_strv(lua_State *L, char **v, size_t n);
+
 /* Raise unless the table at idx has only keys from the NULL-ended list. */
 void zm_check_fields(lua_State *L, int idx, const char *const *allowed);
 

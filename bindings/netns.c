@@ -44,16 +44,12 @@ static int l_exists(lua_State *L)
 static int l_list(lua_State *L)
 {
 	char **names;
-	size_t n, i;
+	size_t n;
 	int err = zm_netns_list(&names, &n);
 
 	if (err)
 		return zm_push_error(L, err);
-	lua_createtable(L, (int)n, 0);
-	for (i = 0; i < n; i++) {
-		lua_pushstring(L, names[i]);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
+	zm_push_strv(L, names, n);
 	zm_strv_free(names, n);
 	return 1;
 }

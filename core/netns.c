@@ -2,6 +2,7 @@
 
 #include "netns.h"
 #include "err.h"
+#include "fs.h"
 #include "nl.h"
 #include "nft.h"
 
@@ -181,49 +182,27 @@ void zm_strv_free(char **v, size_t count)
 	free(v);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int zm_netns_list(char ***names, size_t *count)
 {
-	struct dirent *de;
-	char **v = NULL, **nv;
-	size_t n = 0, cap = 0;
-	DIR *dir;
+	size_t i, kept = 0;
+	int err;
 
-	zm_err_clear();
-	*names = NULL;
-	*count = 0;
-	dir = opendir(ZM_NETNS_DIR);
-	if (!dir)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(dir))) {
-		if (!zm_netns_name_valid(de->d_name))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv)
-				goto nomem;
-			v = nv;
-		}
-		v[n] = strdup(de->d_name);
-		if (!v[n])
-			goto nomem;
-		n++;
+	err = zm_fs_list(ZM_NETNS_DIR, names, count);
+	if (err == -ENOENT) {
+		zm_err_clear();
+		return 0;
 	}
-	closedir(dir);
-	if (n)
-		qsort(v, n, sizeof(*v), cmp_str);
-	*names = v;
-	*count = n;
+	if (err)
+		return err;
+	/* Only what could be a namespace name: no stray files. */
+	for (i = 0; i < *count; i++) {
+		if (zm_netns_name_valid((*names)[i]))
+			(*names)[kept++] = (*names)[i];
+		else
+			free((*names)[i]);
+	}
+	*count = kept;
 	return 0;
-nomem:
-	closedir(dir);
-	zm_strv_free(v, n);
-	return -ENOMEM;
 }
 
 /* The (dev, ino) identity of the namespace named NAME. */

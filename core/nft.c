@@ -7,6 +7,7 @@
  * in nft_names.c, the socket in nft_nl.c, the read side in nft_dump.c.
  */
 #include "nft.h"
+#include "nl.h"
 #include "err.h"
 #include "netns.h"
 
@@ -780,7 +781,7 @@ static const char *bad_attr(const struct batch *b, const struct msg_label *l,
 }
 
 /* Keep the first error the kernel reports, named after its message. */
-static void note_error(const struct batch *b, const struct zm_nft_ack *ack,
+static void note_error(const struct batch *b, const struct zm_nl_ack *ack,
 		       int *first, unsigned int *nerr)
 {
 	char what[ZM_NFT_NAME_MAX + 64];
@@ -864,13 +865,13 @@ static int batch_talk(struct mnl_socket *nl, const struct batch *b)
 		len = (int)n;
 		for (nlh = (struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, len);
 		     nlh = mnl_nlmsg_next(nlh, &len)) {
-			struct zm_nft_ack ack;
+			struct zm_nl_ack ack;
 
 			if (nlh->nlmsg_type != NLMSG_ERROR ||
 			    nlh->nlmsg_pid != portid)
 				continue;
 			/* Only answers to this batch (begin..end). */
-			if (zm_nft_parse_ack(nlh, &ack) ||
+			if (zm_nl_parse_ack(nlh, &ack) ||
 			    ack.seq - b->seq0 > b->nmsgs + 1)
 				continue;
 			if (ack.error)

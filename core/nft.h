@@ -191,13 +191,6 @@ struct mnl_socket;
 struct nlmsghdr;
 
 /* An acknowledgement or error, with its extended-ack parts. */
-struct zm_nft_ack {
-	int error;		/* positive errno, 0 for an ack */
-	uint32_t seq;		/* of the message answered */
-	const char *msg;	/* kernel text, or NULL */
-	uint32_t offs;		/* offset of the bad attribute */
-	bool has_offs;
-};
 
 uint8_t zm_nft_nfproto(enum zm_nft_family f);
 /* COUNT fresh sequence numbers (per thread, never reused soon). */
@@ -209,7 +202,6 @@ uint32_t zm_nft_seq(uint32_t count);
  */
 int zm_nft_socket(struct zm_ns *ns, struct mnl_socket **out);
 void zm_nft_socket_free(struct mnl_socket *nl);
-int zm_nft_parse_ack(const struct nlmsghdr *nlh, struct zm_nft_ack *ack);
 /* One request, its replies to cb, until DONE or the ack; 0 or -errno. */
 int zm_nft_request(struct mnl_socket *nl, struct nlmsghdr *req,
 		   int (*cb)(const struct nlmsghdr *nlh, void *data),

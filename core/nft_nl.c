@@ -5,6 +5,7 @@
  * error text (see nft.h, "shared by core/nft*.c only").
  */
 #include "nft.h"
+#include "nl.h"
 #include "err.h"
 #include "netns.h"
 
@@ -70,48 +71,6 @@ void zm_nft_socket_free(struct mnl_socket *nl)
 		mnl_socket_close(nl);
 }
 
-static int ext_ack_attr(const struct nlattr *attr, void *data)
-{
-	struct zm_nft_ack *ack = data;
-
-	switch (mnl_attr_get_type(attr)) {
-	case NLMSGERR_ATTR_MSG:
-		if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
-			ack->msg = mnl_attr_get_str(attr);
-		break;
-	case NLMSGERR_ATTR_OFFS:
-		if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
-			ack->offs = mnl_attr_get_u32(attr);
-			ack->has_offs = true;
-		}
-		break;
-	}
-	return MNL_CB_OK;
-}
-
-int zm_nft_parse_ack(const struct nlmsghdr *nlh, struct zm_nft_ack *ack)
-{
-	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-	size_t off;
-
-	memset(ack, 0, sizeof(*ack));
-	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*e))
-		return -EPROTO;
-	ack->error = -e->error;
-	ack->seq = e->msg.nlmsg_seq;
-	if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
-		off = sizeof(*e);
-		if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
-			off += e->msg.nlmsg_len - NLMSG_HDRLEN;
-		if (NLMSG_HDRLEN + off < nlh->nlmsg_len)
-			mnl_attr_parse_payload((const char *)e + off,
-					       nlh->nlmsg_len - NLMSG_HDRLEN -
-						       off,
-					       ext_ack_attr, ack);
-	}
-	return 0;
-}
-
 /*
  * Send one request and read its answer: every message goes to cb until
  * NLMSG_DONE (a dump) or the ack (a plain request). Kernel errors come back
@@ -142,14 +101,14 @@ int zm_nft_request(struct mnl_socket *nl, struct nlmsghdr *req,
 		len = (int)n;
 		for (nlh = (struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, len);
 		     nlh = mnl_nlmsg_next(nlh, &len)) {
-			struct zm_nft_ack ack;
+			struct zm_nl_ack ack;
 
 			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid)
 				continue;
 			if (nlh->nlmsg_type == NLMSG_DONE)
 				return err;
 			if (nlh->nlmsg_type == NLMSG_ERROR) {
-				if (zm_nft_parse_ack(nlh, &ack))
+				if (zm_nl_parse_ack(nlh, &ack))
 					return -EPROTO;
 				if (ack.error && ack.msg && *ack.msg)
 					zm_err_set("%s", ack.msg);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <libmnl/libmnl.h>
@@ -35,12 +36,51 @@ int zm_nl_result(int nle_ret)
 
 static int ext_ack_attr(const struct nlattr *attr, void *data)
 {
-	const char **msg = data;
+	struct zm_nl_ack *ack = data;
 
-	if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
-	    mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
-		*msg = mnl_attr_get_str(attr);
+	switch (mnl_attr_get_type(attr)) {
+	case NLMSGERR_ATTR_MSG:
+		if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0 &&
+		    *mnl_attr_get_str(attr))
+			ack->msg = mnl_attr_get_str(attr);
+		break;
+	case NLMSGERR_ATTR_OFFS:
+		if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
+			ack->offs = mnl_attr_get_u32(attr);
+			ack->has_offs = true;
+		}
+		break;
+	}
 	return MNL_CB_OK;
+}
+
+void zm_nl_parse_ack_tlvs(const struct nlmsghdr *nlh, size_t off,
+			  struct zm_nl_ack *ack)
+{
+	size_t len = nlh->nlmsg_len - NLMSG_HDRLEN;
+
+	if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS) ||
+	    nlh->nlmsg_len < NLMSG_HDRLEN || off >= len)
+		return;
+	mnl_attr_parse_payload((const char *)nlh + NLMSG_HDRLEN + off,
+			       len - off, ext_ack_attr, ack);
+}
+
+int zm_nl_parse_ack(const struct nlmsghdr *nlh, struct zm_nl_ack *ack)
+{
+	const struct nlmsgerr *e = (const void *)((const char *)nlh + NLMSG_HDRLEN);
+	size_t off = sizeof(*e);
+
+	memset(ack, 0, sizeof(*ack));
+	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*e))
+		return -EPROTO;
+	ack->error = e->error < 0 ? -e->error : e->error;
+	ack->seq = e->msg.nlmsg_seq;
+	/* Uncapped, the request itself sits before the attributes. */
+	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+		off += e->msg.nlmsg_len - NLMSG_HDRLEN;
+	zm_nl_parse_ack_tlvs(nlh, off, ack);
+	return 0;
 }
 
 /* Keep the kernel's errno and, when it sent one, its extended-ack text. */
@@ -49,24 +89,13 @@ static int on_kernel_error(struct sockaddr_nl *who, struct nlmsgerr *e,
 {
 	const struct nlmsghdr *hdr =
 		(const void *)((const char *)e - NLMSG_HDRLEN);
-	const char *msg = NULL;
-	size_t off;
+	struct zm_nl_ack ack;
 
 	(void)who;
 	(void)arg;
 	kernel_err = -e->error;
-	if (hdr->nlmsg_flags & NLM_F_ACK_TLVS) {
-		off = sizeof(*e);
-		if (!(hdr->nlmsg_flags & NLM_F_CAPPED))
-			off += e->msg.nlmsg_len - NLMSG_HDRLEN;
-		if (NLMSG_HDRLEN + off < hdr->nlmsg_len)
-			mnl_attr_parse_payload((const char *)e + off,
-					       hdr->nlmsg_len - NLMSG_HDRLEN -
-						       off,
-					       ext_ack_attr, &msg);
-	}
-	if (msg && *msg)
-		zm_err_set("%s", msg);
+	if (!zm_nl_parse_ack(hdr, &ack) && ack.msg)
+		zm_err_set("%s", ack.msg);
 	return NL_STOP;
 }
 

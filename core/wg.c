@@ -40,14 +40,23 @@ enum zm_wg_backend zm_wg_resolve_backend(enum zm_wg_backend wanted)
 	return zm_wg_kernel_probe() == 1 ? ZM_WG_KERNEL : ZM_WG_USERSPACE;
 }
 
-int zm_wg_create(const struct zm_wg_create *c, pid_t *pid)
+/* Every entry point: forget old error text, refuse an invalid name. */
+static int begin(const char *name)
 {
 	zm_err_clear();
+	if (zm_link_name_valid(name))
+		return 0;
+	zm_err_set("invalid WireGuard interface name");
+	return -EINVAL;
+}
+
+int zm_wg_create(const struct zm_wg_create *c, pid_t *pid)
+{
+	int err = begin(c->name);
+
 	*pid = 0;
-	if (!zm_link_name_valid(c->name)) {
-		zm_err_set("invalid WireGuard interface name");
-		return -EINVAL;
-	}
+	if (err)
+		return err;
 	switch (zm_wg_resolve_backend(c->backend)) {
 	case ZM_WG_KERNEL:
 		return zm_wg_kernel_create(c);
@@ -60,11 +69,10 @@ int zm_wg_create(const struct zm_wg_create *c, pid_t *pid)
 
 int zm_wg_set(struct zm_ns *ns, const struct zm_wg_device *dev)
 {
-	zm_err_clear();
-	if (!zm_link_name_valid(dev->name)) {
-		zm_err_set("invalid WireGuard interface name");
-		return -EINVAL;
-	}
+	int err = begin(dev->name);
+
+	if (err)
+		return err;
 	if (zm_wg_uapi_serves(dev->name) == 1)
 		return zm_wg_uapi_set(dev);
 	return zm_wg_kernel_set(ns, dev);
@@ -72,14 +80,11 @@ int zm_wg_set(struct zm_ns *ns, const struct zm_wg_device *dev)
 
 int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out)
 {
-	int err;
+	int err = begin(name);
 
-	zm_err_clear();
 	*out = NULL;
-	if (!zm_link_name_valid(name)) {
-		zm_err_set("invalid WireGuard interface name");
-		return -EINVAL;
-	}
+	if (err)
+		return err;
 	if (zm_wg_uapi_serves(name) == 1) {
 		err = zm_wg_uapi_get(name, out);
 		if (!err)
@@ -94,22 +99,20 @@ int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out)
 
 int zm_wg_delete(struct zm_ns *ns, const char *name)
 {
-	int err;
+	int err = begin(name);
 
-	zm_err_clear();
-	if (!zm_link_name_valid(name)) {
-		zm_err_set("invalid WireGuard interface name");
-		return -EINVAL;
-	}
+	if (err)
+		return err;
 	if (zm_wg_uapi_serves(name) == 1) {
 		err = zm_wg_uapi_stop(name, 2000);
 		if (err)
 			return err;
 		/* The TUN link goes with its daemon; remove it if it stayed. */
 		err = zm_link_delete(ns, name);
-		if (err == -ENODEV || err == -ENOENT)
+		if (err == -ENODEV || err == -ENOENT) {
+			zm_err_clear();
 			err = 0;
-		zm_err_clear();
+		}
 		return err;
 	}
 	return zm_link_delete(ns, name);
@@ -117,10 +120,9 @@ int zm_wg_delete(struct zm_ns *ns, const char *name)
 
 int zm_wg_userspace_pid(const char *name)
 {
-	zm_err_clear();
-	if (!zm_link_name_valid(name))
-		return -EINVAL;
-	return zm_wg_uapi_pid(name);
+	int err = begin(name);
+
+	return err ? err : zm_wg_uapi_pid(name);
 }
 
 int zm_wg_parse_allowedip(const char *text, struct zm_wg_allowedip *out)

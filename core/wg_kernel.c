@@ -84,52 +84,28 @@ struct reply {
 /* ------------------------------------------------------------------ */
 /* Replies, with the kernel's extended ack */
 
-static int ack_attr(const struct nlattr *attr, void *data)
+/* Keep the kernel's text and the offset of the attribute at fault. */
+static void note_ack(struct reply *r, const struct zm_nl_ack *ack)
 {
-	struct reply *r = data;
-
-	switch (mnl_attr_get_type(attr)) {
-	case NLMSGERR_ATTR_MSG:
-		if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0 &&
-		    *mnl_attr_get_str(attr))
-			zm_err_set("%s", mnl_attr_get_str(attr));
-		break;
-	case NLMSGERR_ATTR_OFFS:
-		if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
-			r->bad_offset = mnl_attr_get_u32(attr);
-		break;
-	}
-	return MNL_CB_OK;
-}
-
-/* Parse the ack TLVs that follow OFF bytes of NLH's payload. */
-static void parse_ack_tlvs(const struct nlmsghdr *nlh, size_t off,
-			   struct reply *r)
-{
-	size_t len = mnl_nlmsg_get_payload_len(nlh);
-
-	if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS) || off >= len)
-		return;
-	mnl_attr_parse_payload((const char *)mnl_nlmsg_get_payload(nlh) + off,
-			       len - off, ack_attr, r);
+	if (ack->msg)
+		zm_err_set("%s", ack->msg);
+	if (ack->has_offs)
+		r->bad_offset = ack->offs;
 }
 
 static int on_error(const struct nlmsghdr *nlh, void *data)
 {
-	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
 	struct reply *r = data;
-	size_t off = sizeof(*e);
+	struct zm_nl_ack ack;
 
-	if (mnl_nlmsg_get_payload_len(nlh) < sizeof(*e)) {
+	if (zm_nl_parse_ack(nlh, &ack)) {
 		r->parse_err = -EBADMSG;
 		return MNL_CB_ERROR;
 	}
-	if (e->error == 0)
+	if (ack.error == 0)
 		return MNL_CB_STOP;	/* the ack */
-	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
-		off += e->msg.nlmsg_len - sizeof(struct nlmsghdr);
-	parse_ack_tlvs(nlh, off, r);
-	r->kernel_err = e->error < 0 ? -e->error : e->error;
+	note_ack(r, &ack);
+	r->kernel_err = ack.error;
 	return MNL_CB_ERROR;
 }
 
@@ -137,6 +113,7 @@ static int on_error(const struct nlmsghdr *nlh, void *data)
 static int on_done(const struct nlmsghdr *nlh, void *data)
 {
 	struct reply *r = data;
+	struct zm_nl_ack ack;
 	int err;
 
 	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
@@ -146,7 +123,9 @@ static int on_done(const struct nlmsghdr *nlh, void *data)
 	memcpy(&err, mnl_nlmsg_get_payload(nlh), sizeof(err));
 	if (err >= 0)
 		return MNL_CB_STOP;
-	parse_ack_tlvs(nlh, sizeof(int), r);
+	memset(&ack, 0, sizeof(ack));
+	zm_nl_parse_ack_tlvs(nlh, sizeof(int), &ack);
+	note_ack(r, &ack);
 	r->kernel_err = -err;
 	return MNL_CB_ERROR;
 }

@@ -26,16 +26,20 @@ if sim.peer_py:sub(1, 1) ~= "/" then sim.peer_py = os.getenv("PWD") .. "/" .. si
 local INET_V4, INET_GW = "203.0.113.254/24", "203.0.113.254"
 local INET_V6, INET_GW6 = "2001:db8::fffe/64", "2001:db8::fffe"
 
+-- A shell word for S.
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- Run a shell command: its output (trimmed) and whether it succeeded.
 local function sh(cmd)
   local f = io.popen(cmd .. " 2>&1")
   local out = f:read("a")
   local ok = f:close()
   return (out:gsub("%s+$", "")), ok == true
 end
+
+sim.q, sim.sh = q, sh
 
 -- Wall-clock seconds with sub-second precision, for timing steps.
 function sim.now()

@@ -4,6 +4,7 @@
 -- sit on the simulated Internet (IPv4 and IPv6), hidden ones behind NAT
 -- routers. Used by the demo and the end-to-end tests.
 local json = require "zmesh.json"
+local sim = require "zmesh.sim"
 
 local mesh = {}
 
@@ -18,14 +19,7 @@ mesh.fleet = {
 mesh.routers = { { "r1", "203.0.113.101/24" }, { "r2", "203.0.113.102/24" } }
 mesh.server = "203.0.113.200"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local f = io.popen(cmd .. " 2>&1")
-  local out = f:read("a")
-  local ok = f:close()
-  return (out:gsub("%s+$", "")), ok == true
-end
+local q, sh = sim.q, sim.sh
 
 local Fleet = {}
 Fleet.__index = Fleet
@@ -75,7 +69,7 @@ end
 
 -- A server on the Internet that answers with the address it sees.
 function Fleet:start_server()
-  local peer_py = require("zmesh.sim").peer_py
+  local peer_py = sim.peer_py
   self.peer_py = peer_py
   self.server_ns = self.S:host("srv", mesh.server .. "/24")
   self.server_pid = tonumber((sh("ip netns exec " .. self.server_ns .. " python3 " .. peer_py
