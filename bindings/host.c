@@ -17,13 +17,19 @@
 #define ZM_LUADIR "/usr/local/share/zmesh/lua"
 #endif
 
-/* build/zmesh in a source tree finds ../lua; an installed one ZM_LUADIR. */
+/*
+ * The Lua tree: ../lua beside build/zmesh in a source tree, then
+ * ../share/zmesh/lua beside an installed bin/zmesh (wherever PREFIX put
+ * it), then the PREFIX compiled in.
+ */
 static void lua_dir(char *buf, size_t len)
 {
-	char exe[PATH_MAX - 32], probe[PATH_MAX];
+	static const char *const beside[] = { "../lua", "../share/zmesh/lua" };
+	char exe[PATH_MAX - 64], probe[PATH_MAX];
 	struct stat st;
 	ssize_t n;
 	char *slash;
+	size_t i;
 
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
@@ -31,11 +37,13 @@ static void lua_dir(char *buf, size_t len)
 		slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = '\0';
-			snprintf(probe, sizeof(probe), "%s/../lua/zmesh/cli.lua",
-				 exe);
-			if (!stat(probe, &st)) {
-				snprintf(buf, len, "%s/../lua", exe);
-				return;
+			for (i = 0; i < sizeof(beside) / sizeof(*beside); i++) {
+				snprintf(probe, sizeof(probe), "%s/%s/zmesh/cli.lua",
+					 exe, beside[i]);
+				if (!stat(probe, &st)) {
+					snprintf(buf, len, "%s/%s", exe, beside[i]);
+					return;
+				}
 			}
 		}
 	}
