@@ -222,6 +222,22 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     assert.matches("tests/fixtures/nft/policies/broken/firewall.lua:%d+", err)
   end)
 
+  it("takes a second NIC over as the uplink and gives it back on stop", function()
+    node.stop(ctx)
+    local req = fake_core.loader(fake)
+    local path = fake_core.node_config(dir, { uplink = { mode = "move", nic = "eth0",
+      addresses = { "203.0.113.11/24" }, gateway = "203.0.113.254" } })
+    local c2 = req("zmesh.node.context").load({ config = path })
+    local n2 = req("zmesh.node")
+    n2.start(c2)
+    assert.is_nil(fake.core.link.get(nil, "eth0"))
+    assert.truthy(fake.core.link.get("ndmz", "public"))
+    assert.same({}, n2.plan(c2))
+    n2.stop(c2)
+    assert.truthy(fake.core.link.get(nil, "eth0"))
+    assert.is_false(fake.core.netns.exists("ndmz"))
+  end)
+
   it("publishes facts with the node key and uplink addresses", function()
     local facts = node.facts(ctx)
     assert.equal("n1", facts.node_id)
