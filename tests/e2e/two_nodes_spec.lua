@@ -61,6 +61,26 @@ describe("two simulated nodes", function()
     local plan = assert(S:call("n1", "nr.plan", configs.n1))
     assert.same({}, plan.changes)
 
+    -- A dead daemon is found by nr.check and restarted with its config.
+    -- (The daemons of n2: those in n2's mount namespace.)
+    local function daemon()
+      return (S:sh("n2", "pgrep -x wireguard-go --nslist mnt --ns " .. S.nodes.n2.pid))
+    end
+    local pid = daemon()
+    assert.matches("^%d+$", pid)
+    S:sh("n2", "kill -9 " .. pid)
+    local checked = assert(S:call("n2", "nr.check", {}))
+    assert.same({ two_nodes.NET_ID }, checked.restarted)
+    assert.matches("^%d+$", daemon())
+    assert.not_equal(pid, daemon())
+    -- The restarted side has no session: its first packet makes one (the
+    -- other side alone would wait for WireGuard's rekey timeout).
+    out, ok = S:exec("n2", "c2", "ping -c 1 -W 5 10.1.1.10")
+    assert.is_true(ok, out)
+    out, ok = S:exec("n1", "c1", "ping -c 1 -W 2 10.1.2.10")
+    assert.is_true(ok, out)
+    assert.same({}, assert(S:call("n2", "nr.check", {})).restarted)
+
     -- node.stop removes everything the node made, processes included.
     local stopped = assert(S:call("n1", "node.stop", {}))
     assert.same({ two_nodes.NET_ID }, stopped.nrs_removed)

@@ -89,6 +89,26 @@ describe("reconcile.diff", function()
     assert.is_nil(actions[1].listen_port)
   end)
 
+  it("recreates a WireGuard link whose daemon no longer answers", function()
+    local st = { links = { w = { name = "w", kind = "tun", up = true, mtu = 1420 } }, addrs = {}, routes = {} }
+    local i = inv({ x = st })
+    i.wg["wg x w"] = false
+    local want = {
+      { kind = "link", ns = "x", name = "w", type = "wireguard", birth_ns = "b", up = true },
+      { kind = "wg", ns = "x", name = "w", public_key = "OWN", listen_port = 1,
+        peers = { { public_key = "A", allowed_ips = { "10.0.1.0/24" } } } },
+    }
+    local actions = diff.compute(want, i)
+    assert.same({ "wg_create", "link_set", "wg_set" }, ops(actions))
+    assert.is_true(actions[1].replace_stale)
+    assert.matches("does not answer", actions[1].text)
+    assert.equal(1, #actions[3].peers)
+    -- Answering, it is left alone.
+    i.wg["wg x w"] = { public_key = "OWN", listen_port = 1,
+      peers = { { public_key = "A", allowed_ips = { "10.0.1.0/24" } } } }
+    assert.same({}, diff.compute(want, i))
+  end)
+
   it("does nothing when all is as desired", function()
     local st = { links = { br = { name = "br", kind = "bridge", up = true, mtu = 1500 } },
       addrs = { br = { { dev = "br", addr = "10.0.0.1/24", scope = "global" } } }, routes = {} }

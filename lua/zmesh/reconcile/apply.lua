@@ -45,6 +45,11 @@ function ops.link_set(core, a)
 end
 function ops.link_delete(core, a) return core.link.delete { ns = cns(a.ns), name = a.name } end
 function ops.wg_create(core, a)
+  if a.replace_stale then
+    -- What is left of a dead interface (its link, a stale socket) goes first.
+    local ok, err, ename = core.wg.delete { ns = cns(a.ns), name = a.name }
+    if not ok and ename ~= "ENODEV" and ename ~= "ENOENT" then return ok, err, ename end
+  end
   return core.wg.create { name = a.name, birth_ns = cns(a.birth_ns), ns = cns(a.ns),
     mtu = a.mtu, backend = a.backend, log = a.log }
 end

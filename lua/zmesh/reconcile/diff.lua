@@ -82,17 +82,26 @@ local function diff_links(desired, inv, out)
     if r.kind == "link" then
       local st = inv.ns[r.ns]
       local actual = st and st.links[r.name]
+      local create
       if actual and not kind_matches(r, actual) then
         out[#out + 1] = { op = "link_delete", ns = r.ns, name = r.name,
           text = string.format("delete %s (a %s, not a %s)", at(r.ns, r.name),
             actual.kind or "device", r.type) }
         actual = nil
       end
-      -- "existing" links come with the namespace (lo); a "veth_end" is
-      -- made with its other end, which sorts before it.
-      if not actual and r.type ~= "existing" and r.type ~= "veth_end" then
-        out[#out + 1] = link_create(r)
+      if actual and r.type == "wireguard" and inv.wg["wg " .. r.ns .. " " .. r.name] == false then
+        -- The link is there but nothing answers for it (its daemon died):
+        -- made again from scratch.
+        create = link_create(r)
+        create.replace_stale = true
+        create.text = string.format("recreate wireguard %s (it does not answer)", at(r.ns, r.name))
+        actual = nil
+      elseif not actual and r.type ~= "existing" and r.type ~= "veth_end" then
+        -- "existing" links come with the namespace (lo); a "veth_end" is
+        -- made with its other end, which sorts before it.
+        create = link_create(r)
       end
+      out[#out + 1] = create
       out[#out + 1] = link_settings(r, actual or {}, actual == nil)
     end
   end
