@@ -33,6 +33,7 @@ describe("node config", function()
     fails(function(c) c.wireguard_backend = "magic" end, "wireguard_backend 'magic'")
     fails(function(c) c.force_role = "maybe" end, "force_role 'maybe'")
     fails(function(c) c.extra = 1 end, "unknown field 'extra'")
+    fails(function(c) c.policy_dirs = { "/etc/zmesh/policies", 7 } end, "policy_dirs[2] 7: must be a directory path")
     fails(function(c) c.uplink.speed = 1 end, "uplink: unknown field 'speed'")
   end)
 

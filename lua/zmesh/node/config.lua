@@ -64,7 +64,10 @@ function config.validate(c)
     or defaults.wireguard_backend
   out.policy_dirs = {}
   for i, d in ipairs(check.table(c, "policy_dirs", true) or {}) do
-    out.policy_dirs[i] = check.string(c.policy_dirs, i)
+    if type(d) ~= "string" or d == "" then
+      check.fail(string.format("policy_dirs[%d]", i), d, "must be a directory path")
+    end
+    out.policy_dirs[i] = d
   end
   out.state_dir = check.string(c, "state_dir", true) or defaults.state_dir
   out.run_dir = check.string(c, "run_dir", true) or defaults.run_dir

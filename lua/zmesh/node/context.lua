@@ -34,7 +34,6 @@ function context.firewall(ctx, role, fw_ctx)
   local firewall = require "zmesh.firewall"
   local rules, err = firewall.from_policy(role, fw_ctx, { path = ctx.cfg.policy_dirs })
   if not rules then error("firewall policy: " .. tostring(err), 0) end
-  assert(core.fs.mkdir(ctx.firewall_dir, tonumber("700", 8)))
   return rules
 end
 

@@ -71,7 +71,12 @@ end
 function ops.nft_apply(core, a)
   local ok, err, ename = core.nft.apply(cns(a.ns), a.ruleset)
   if not ok then return ok, err, ename end
-  if a.record then return core.fs.write(a.record, a.record_text, tonumber("600", 8)) end
+  if a.record then
+    -- Kept only by the apply step: a plan writes nothing.
+    ok, err, ename = core.fs.mkdir(a.record:match("^(.*)/[^/]+$"), tonumber("700", 8))
+    if not ok then return ok, err, ename end
+    return core.fs.write(a.record, a.record_text, tonumber("600", 8))
+  end
   return true
 end
 
