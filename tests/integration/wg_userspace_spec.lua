@@ -66,7 +66,8 @@ describe("wg (userspace)", function()
 
   it("carries traffic over IPv4 with exact counters and a fresh handshake", function()
     tunnel("192.0.2.2:51821", "192.0.2.1:51820")
-    local out, ok = testns.exec(WA, "ping -c 5 -i 0.2 -W 2 10.9.2.1")
+    -- Two seconds of pings: wireguard-go polls for its link coming up.
+    local out, ok = testns.exec(WA, "ping -c 5 -i 0.5 -W 2 10.9.2.1")
     assert.is_true(ok, out)
     local a = core.wg.get { ns = WA, name = ia }
     local b = core.wg.get { ns = WB, name = ib }
@@ -91,7 +92,7 @@ describe("wg (userspace)", function()
 
   it("carries traffic over IPv6 endpoints", function()
     tunnel("[2001:db8::2]:51821", "[2001:db8::1]:51820")
-    local out, ok = testns.exec(WB, "ping -c 3 -i 0.2 -W 2 10.9.1.1")
+    local out, ok = testns.exec(WB, "ping -c 5 -i 0.5 -W 2 10.9.1.1")
     assert.is_true(ok, out)
     assert.equal("[2001:db8::1]:51820", core.wg.get({ ns = WB, name = ib }).peers[1].endpoint)
   end)
