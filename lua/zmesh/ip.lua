@@ -70,14 +70,15 @@ local function parse_v6(s)
   return bytes
 end
 
--- "10.1.2.3" or "fd00::1" → address.
+-- "10.1.2.3" or "fd00::1" → address. On failure also a third value: the
+-- reason without the input, for messages that show the input their way.
 function ip.parse_addr(s)
-  if type(s) ~= "string" then return nil, "address must be a string" end
+  if type(s) ~= "string" then return nil, "address must be a string", "must be a string (an address)" end
   local bytes = parse_v4(s)
   if bytes then return { family = 4, bytes = bytes } end
   bytes = parse_v6(s)
   if bytes then return { family = 6, bytes = bytes } end
-  return nil, string.format("'%s' is not an IPv4 or IPv6 address", s)
+  return nil, string.format("'%s' is not an IPv4 or IPv6 address", s), "is not an IPv4 or IPv6 address"
 end
 
 local function bits(p) return p.family == 4 and 32 or 128 end
@@ -100,31 +101,33 @@ local function same_bytes(a, b)
   return true
 end
 
+local function bad(s, why) return nil, string.format("'%s' %s", s, why), why end
+
 -- "10.1.0.0/16" → prefix. opts.strict: host bits must be zero.
--- opts.host_ok: a bare address is a full-length prefix.
+-- opts.host_ok: a bare address is a full-length prefix. Failures return
+-- nil, a message and the reason alone (as ip.parse_addr).
 function ip.parse_cidr(s, opts)
   opts = opts or {}
-  if type(s) ~= "string" then return nil, "prefix must be a string" end
+  if type(s) ~= "string" then return nil, "prefix must be a string", "must be a string (address/prefix)" end
   local a, l = s:match("^([^/]+)/(%d+)$")
   if not a then
     if opts.host_ok then
-      local addr, err = ip.parse_addr(s)
-      if not addr then return nil, err end
+      local addr, err, why = ip.parse_addr(s)
+      if not addr then return nil, err, why end
       addr.len = bits(addr)
       return addr
     end
-    return nil, string.format("'%s' is not an address/prefix (CIDR)", s)
+    return bad(s, "is not an address/prefix (CIDR)")
   end
   local addr = ip.parse_addr(a)
-  if not addr then return nil, string.format("'%s' is not an address/prefix (CIDR)", s) end
+  if not addr then return bad(s, "is not an address/prefix (CIDR)") end
   local len = tonumber(l)
   if (#l > 1 and l:sub(1, 1) == "0") or len > bits(addr) then
-    return nil, string.format("'%s' has an invalid prefix length", s)
+    return bad(s, "has an invalid prefix length")
   end
   addr.len = len
   if opts.strict and not same_bytes(addr.bytes, mask_bytes(addr.bytes, len)) then
-    return nil, string.format("'%s' has host bits set (did you mean %s?)", s,
-      ip.format_cidr(ip.network(addr)))
+    return bad(s, string.format("has host bits set (did you mean %s?)", ip.format_cidr(ip.network(addr))))
   end
   return addr
 end
@@ -344,6 +347,52 @@ function ip.classify(a)
     return "reserved"
   end
   return "global"
+end
+
+-- An address's bits as two 64-bit integers (IPv4: the low 32 bits of the
+-- first), compared unsigned: cheaper than byte lists in a sort.
+local function halves(p)
+  local b = p.bytes
+  if p.family == 4 then return (b[1] << 24) | (b[2] << 16) | (b[3] << 8) | b[4], 0 end
+  local hi, lo = 0, 0
+  for i = 1, 8 do hi = (hi << 8) | b[i] end
+  for i = 9, 16 do lo = (lo << 8) | b[i] end
+  return hi, lo
+end
+
+local function before(x, y)
+  if x.family ~= y.family then return x.family < y.family end
+  if x.hi ~= y.hi then return math.ult(x.hi, y.hi) end
+  if x.lo ~= y.lo then return math.ult(x.lo, y.lo) end
+  if x.len ~= y.len then return x.len < y.len end
+  return x.at < y.at
+end
+
+-- The overlap in list PREFIXES whose later entry comes first: returns the
+-- index of that entry and of an earlier one it overlaps, or nil. n log n:
+-- two prefixes are either nested or disjoint, so sorted by start (the
+-- shorter first) each prefix's containers are the chain on a stack.
+function ip.first_overlap(prefixes)
+  local items = {}
+  for i, p in ipairs(prefixes) do
+    local hi, lo = halves(p)
+    items[i] = { family = p.family, hi = hi, lo = lo, len = p.len, at = i, p = p }
+  end
+  table.sort(items, before)
+  local stack, later, earlier = {}, nil, nil
+  for _, it in ipairs(items) do
+    while #stack > 0 and not ip.contains(stack[#stack].p, it.p) do stack[#stack] = nil end
+    local top = stack[#stack]
+    -- TOP.first: the earliest entry among IT's containers.
+    local first = top and top.first
+    if first then
+      local a, b = math.max(first, it.at), math.min(first, it.at)
+      if not later or a < later then later, earlier = a, b end
+    end
+    it.first = first and math.min(first, it.at) or it.at
+    stack[#stack + 1] = it
+  end
+  return later, earlier
 end
 
 -- Sort key: family, then bytes, then length.

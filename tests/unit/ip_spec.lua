@@ -21,16 +21,20 @@ describe("zmesh.ip", function()
         "1:2:3:4:5:6:7:8:9", "12345::", "g::1", "1.2.3.4::", "a::1:.:ff", "", " 10.1.1.1" }) do
       assert.is_nil(ip.parse_addr(s), s)
     end
-    assert.same({ nil, "address must be a string" }, { ip.parse_addr(5) })
+    assert.same({ nil, "address must be a string", "must be a string (an address)" }, { ip.parse_addr(5) })
   end)
 
   it("parses prefixes, strictly when asked", function()
     assert.equal(16, cidr("10.1.0.0/16").len)
-    assert.same({ nil, "'10.1.2.0/16' has host bits set (did you mean 10.1.0.0/16?)" },
+    assert.same({ nil, "'10.1.2.0/16' has host bits set (did you mean 10.1.0.0/16?)",
+      "has host bits set (did you mean 10.1.0.0/16?)" },
       { ip.parse_cidr("10.1.2.0/16", { strict = true }) })
-    assert.same({ nil, "'10.1.0.0/33' has an invalid prefix length" }, { ip.parse_cidr("10.1.0.0/33") })
-    assert.same({ nil, "'10.1.0.0/016' has an invalid prefix length" }, { ip.parse_cidr("10.1.0.0/016") })
-    assert.same({ nil, "'10.1.0.0' is not an address/prefix (CIDR)" }, { ip.parse_cidr("10.1.0.0") })
+    assert.same({ nil, "'10.1.0.0/33' has an invalid prefix length", "has an invalid prefix length" },
+      { ip.parse_cidr("10.1.0.0/33") })
+    assert.same({ nil, "'10.1.0.0/016' has an invalid prefix length", "has an invalid prefix length" },
+      { ip.parse_cidr("10.1.0.0/016") })
+    assert.same({ nil, "'10.1.0.0' is not an address/prefix (CIDR)", "is not an address/prefix (CIDR)" },
+      { ip.parse_cidr("10.1.0.0") })
     assert.equal(32, ip.parse_cidr("10.1.0.0", { host_ok = true }).len)
   end)
 
@@ -94,5 +98,32 @@ describe("zmesh.ip", function()
     }) do
       assert.equal(case[2], ip.classify(ip.parse_addr(case[1])), case[1])
     end
+  end)
+
+  it("gives the reason for a bad address or prefix without the input", function()
+    assert.equal("is not an IPv4 or IPv6 address", select(3, ip.parse_addr("x'y")))
+    assert.equal("is not an address/prefix (CIDR)", select(3, ip.parse_cidr("a'b/24")))
+    assert.equal("is not an IPv4 or IPv6 address", select(3, ip.parse_cidr("x", { host_ok = true })))
+    assert.equal("must be a string (address/prefix)", select(3, ip.parse_cidr(false)))
+  end)
+
+  it("finds the overlap whose later entry comes first", function()
+    local function list(...)
+      local out = {}
+      for i, s in ipairs({ ... }) do out[i] = cidr(s) end
+      return out
+    end
+    assert.is_nil(ip.first_overlap(list("10.1.0.0/24", "10.1.1.0/24", "fd00::/64", "10.0.0.0/32")))
+    assert.is_nil(ip.first_overlap({}))
+    assert.same({ 3, 1 }, { ip.first_overlap(list("10.1.0.0/16", "10.2.0.0/16", "10.1.9.0/24")) })
+    assert.same({ 2, 1 }, { ip.first_overlap(list("10.1.9.0/24", "10.1.0.0/16")) })
+    assert.same({ 3, 2 }, { ip.first_overlap(list("fd00:1::/48", "10.1.1.1/32", "10.1.1.1/32")) })
+    -- Entry 2 collides with 4 and 5 only; 3 with 1 comes first.
+    assert.same({ 3, 1 }, { ip.first_overlap(list("10.9.0.0/16", "10.1.0.0/16", "10.9.9.0/24",
+      "10.1.1.0/24", "10.1.2.0/24")) })
+    -- The same addresses in two families never collide.
+    assert.is_nil(ip.first_overlap(list("0.0.0.0/8", "::/8")))
+    -- IPv6 halves compare unsigned.
+    assert.same({ 2, 1 }, { ip.first_overlap(list("8000::/1", "ffff::/16", "::/1")) })
   end)
 end)

@@ -1,4 +1,5 @@
 local config = require "zmesh.node.config"
+local json = require "zmesh.json"
 
 local function base()
   return { node_id = "n1", uplink = { nic = "eth0", addresses = { "203.0.113.11/24" },
@@ -41,5 +42,47 @@ describe("node config", function()
     local ok, err = pcall(config.load, "/nonexistent/node.json")
     assert.is_false(ok)
     assert.matches("node config: /nonexistent/node.json", err, 1, true)
+  end)
+
+  it("names nested fields by their full path", function()
+    fails(function(c) c.uplink.nic = nil end, "uplink.nic: missing")
+    fails(function(c) c.uplink.mode = "bridge" end, "uplink.mode 'bridge': must be one of macvlan, move")
+    fails(function(c) c.uplink.addresses = nil end, "uplink.addresses: missing")
+    fails(function(c) c.listen_ports = { max = 2000 } end, "listen_ports.min: missing")
+    fails(function(c) c.listen_ports = { min = 1000, max = 70000 } end, "listen_ports.max 70000: must be 1..65535")
+    fails(function(c) c.listen_ports = { min = 1000, max = 2000, step = 1 } end, "listen_ports: unknown field 'step'")
+    fails(function(c) c.listen_ports = { min = 1e20, max = 2000 } end, "listen_ports.min 1e+20: must be 1..65535")
+  end)
+
+  it("tells arrays from objects in decoded JSON", function()
+    local function decoded(mutate)
+      local c = json.decode(json.encode(base()))
+      mutate(c)
+      local ok, err = pcall(config.validate, c)
+      assert.is_false(ok)
+      return err
+    end
+    assert.equal("uplink.addresses {}: must be a list ([...]) of addresses",
+      decoded(function(c) c.uplink.addresses = json.decode("{}") end))
+    assert.equal("uplink []: must be an object ({...})",
+      decoded(function(c) c.uplink = json.decode("[]") end))
+    assert.equal('listen_ports [1000,2000]: must be an object ({...})',
+      decoded(function(c) c.listen_ports = json.decode("[1000, 2000]") end))
+    assert.equal("public_endpoints {}: must be a list ([...]) of addresses",
+      decoded(function(c) c.public_endpoints = json.decode("{}") end))
+    assert.equal("policy_dirs null: must be a list ([...]) of directories",
+      decoded(function(c) c.policy_dirs = json.null end))
+    assert.equal("uplink.gateway null: not an IPv4 or IPv6 address",
+      decoded(function(c) c.uplink.gateway = json.null end))
+    assert.equal("node config must be a JSON object", decoded(function(c) c[1] = 1 end))
+  end)
+
+  it("refuses a directory or an endless file as the config", function()
+    local ok, err = pcall(config.load, "/tmp")
+    assert.is_false(ok)
+    assert.equal("node config: /tmp: is a directory, not a file", err)
+    ok, err = pcall(config.load, "/dev/zero")
+    assert.is_false(ok)
+    assert.equal("node config: /dev/zero: larger than 16 MiB, the limit for JSON input", err)
   end)
 end)

@@ -29,13 +29,18 @@ standard error); 2 for an unknown entry point or JSON that does not parse.
     if #args > 2 then return fail(2, "too many arguments") end
     local fn, err = entry.resolve(name)
     if not fn then return fail(2, err) end
-    if text == "-" then text = io.stdin:read("a") end
     local params = {}
     if text then
       local perr
-      params, perr = json.decode(text)
+      if text == "-" then
+        params, perr = json.read(io.stdin, "standard input")
+      else
+        params, perr = json.decode(text)
+      end
       if params == nil then return fail(2, perr) end
-      if type(params) ~= "table" then return fail(2, "invalid JSON: expected an object") end
+      if type(params) ~= "table" or json.kind(params) ~= "object" then
+        return fail(2, "invalid JSON: expected an object")
+      end
     end
     local ok, result = entry.call(name, params)
     if not ok then return fail(1, name .. ": " .. result) end

@@ -17,53 +17,52 @@ local defaults = {
 }
 
 local function check_uplink(u)
-  check.known_fields(u, { "mode", "nic", "addresses", "gateway", "gateway6" }, "uplink")
+  local at = check.at(u, "uplink")
+  check.known_fields(at, { "mode", "nic", "addresses", "gateway", "gateway6" })
   local out = {}
-  out.mode = check.oneof(u, "mode", { "macvlan", "move" }, true) or "macvlan"
-  out.nic = check.string(u, "nic")
+  out.mode = check.oneof(at, "mode", { "macvlan", "move" }, true) or "macvlan"
+  out.nic = check.string(at, "nic")
   if #out.nic > 15 or out.nic:find("[/:%s]") then check.fail("uplink.nic", out.nic, "not an interface name") end
   out.addresses = {}
-  for i, a in ipairs(check.table(u, "addresses")) do
+  for i, a in ipairs(check.array(at, "addresses", false, "addresses")) do
     out.addresses[i] = check.interface_addr(a, string.format("uplink.addresses[%d]", i))
   end
   if #out.addresses == 0 then check.fail("uplink.addresses", nil, "at least one address is needed") end
-  if u.gateway then out.gateway = check.address(u.gateway, "uplink.gateway", 4) end
-  if u.gateway6 then out.gateway6 = check.address(u.gateway6, "uplink.gateway6", 6) end
+  if u.gateway ~= nil then out.gateway = check.address(u.gateway, "uplink.gateway", 4) end
+  if u.gateway6 ~= nil then out.gateway6 = check.address(u.gateway6, "uplink.gateway6", 6) end
   return out
 end
 
 -- Validate a decoded node config; returns a normalised copy.
 function config.validate(c)
-  if type(c) ~= "table" then error("node config must be a JSON object", 0) end
+  if not check.is_object(c) then error("node config must be a JSON object", 0) end
   check.known_fields(c, { "node_id", "uplink", "listen_ports", "force_role",
     "public_endpoints", "wireguard_backend", "state_dir", "run_dir", "policy_dirs" })
   local out = {}
-  out.node_id = check.string(c, "node_id")
-  if not out.node_id:match("^[a-z0-9][a-z0-9_-]*$") or #out.node_id > 63 then
-    check.fail("node_id", out.node_id, "must be 1..63 of a-z 0-9 _ - (starting with a letter or digit)")
-  end
-  out.uplink = check_uplink(check.table(c, "uplink"))
-  local ports = c.listen_ports or defaults.listen_ports
-  if type(ports) ~= "table" then check.fail("listen_ports", ports, "must be {min, max}") end
+  out.node_id = check.node_id(check.string(c, "node_id"), "node_id")
+  out.uplink = check_uplink(check.object(c, "uplink"))
+  local ports = check.object(c, "listen_ports", true) or defaults.listen_ports
+  local at = check.at(ports, "listen_ports")
+  check.known_fields(at, { "min", "max" })
   out.listen_ports = {
-    min = check.integer(ports, "min", 1, 65535),
-    max = check.integer(ports, "max", 1, 65535),
+    min = check.integer(at, "min", 1, 65535),
+    max = check.integer(at, "max", 1, 65535),
   }
   if out.listen_ports.min > out.listen_ports.max then
     check.fail("listen_ports", string.format("%d..%d", out.listen_ports.min, out.listen_ports.max),
       "min is above max")
   end
   out.force_role = check.oneof(c, "force_role", { "public", "hidden" }, true)
-  if c.public_endpoints then
+  if c.public_endpoints ~= nil then
     out.public_endpoints = {}
-    for i, a in ipairs(check.table(c, "public_endpoints")) do
+    for i, a in ipairs(check.array(c, "public_endpoints", false, "addresses")) do
       out.public_endpoints[i] = check.address(a, string.format("public_endpoints[%d]", i))
     end
   end
   out.wireguard_backend = check.oneof(c, "wireguard_backend", { "auto", "kernel", "userspace" }, true)
     or defaults.wireguard_backend
   out.policy_dirs = {}
-  for i, d in ipairs(check.table(c, "policy_dirs", true) or {}) do
+  for i, d in ipairs(check.array(c, "policy_dirs", true, "directories") or {}) do
     if type(d) ~= "string" or d == "" then
       check.fail(string.format("policy_dirs[%d]", i), d, "must be a directory path")
     end

@@ -14,36 +14,105 @@ function config.mesh_address(subnet)
   return string.format("100.64.%d.%d/16", p.bytes[2], p.bytes[3])
 end
 
-local function check_peer(p, i, own_key)
-  local where = string.format("peers[%d]", i)
-  if type(p) ~= "table" then check.fail(where, p, "must be an object") end
-  check.known_fields(p, { "node_id", "subnet", "wireguard_public_key", "allowed_ips",
-    "endpoint", "persistent_keepalive" }, where)
-  local out = { node_id = p.node_id }
-  out.public_key = check.wg_key(p.wireguard_public_key, where .. ".wireguard_public_key")
+-- Peer I of list C, normalised, and its AllowedIPs parsed.
+local function check_peer(c, i, own_key)
+  local where = check.path("peers", i)
+  local parsed
+  local p = c[i]
+  if not check.is_object(p) then check.fail(where, p, "must be an object") end
+  local at = check.at(p, where)
+  check.known_fields(at, { "node_id", "subnet", "wireguard_public_key", "allowed_ips",
+    "endpoint", "persistent_keepalive" })
+  local out = {}
+  if p.node_id ~= nil then
+    -- A peer is a node, or an external device ("access:NAME") as the
+    -- network tool names the devices an aggregator serves.
+    local device = type(p.node_id) == "string" and p.node_id:match("^access:(.*)$")
+    if device then
+      if #device < 1 or #device > 64 or not device:match("^[A-Za-z0-9][A-Za-z0-9_.-]*$") then
+        check.fail(check.name(at, "node_id"), p.node_id, "access:NAME needs NAME of 1..64 of A-Z a-z 0-9 _ . -")
+      end
+      out.node_id = p.node_id
+    else
+      out.node_id = check.node_id(p.node_id, check.name(at, "node_id"))
+    end
+  end
+  out.public_key = check.wg_key(p.wireguard_public_key, check.name(at, "wireguard_public_key"))
   if out.public_key == own_key then
-    check.fail(where .. ".wireguard_public_key", out.public_key, "is this NR's own key")
+    check.fail(check.name(at, "wireguard_public_key"), out.public_key, "is this NR's own key")
   end
-  if p.subnet then out.subnet = check.prefix(p.subnet, where .. ".subnet") end
+  if p.subnet ~= nil then out.subnet = check.prefix(p.subnet, check.name(at, "subnet")) end
   -- A backup aggregator is a standby peer: keepalives, no routes.
-  if type(p.allowed_ips) ~= "table" then
-    check.fail(where .. ".allowed_ips", nil, "must be a list of prefixes")
+  local list = check.array(at, "allowed_ips", false, "prefixes")
+  local list_at = check.name(at, "allowed_ips")
+  out.allowed_ips, parsed = {}, {}
+  for k, a in ipairs(list) do
+    out.allowed_ips[k], parsed[k] = check.prefix(a, check.path(list_at, k))
   end
-  out.allowed_ips = {}
-  for k, a in ipairs(p.allowed_ips) do
-    out.allowed_ips[k] = check.prefix(a, string.format("%s.allowed_ips[%d]", where, k))
+  if p.endpoint ~= nil then out.endpoint = check.endpoint(p.endpoint, check.name(at, "endpoint")) end
+  out.persistent_keepalive = check.integer(at, "persistent_keepalive", 0, 65535, true)
+  return out, parsed
+end
+
+-- What the NR's own prefixes are checked against: its /24, its mesh
+-- address and its /64 are on this NR, so no peer may carry them or a
+-- part of them. A peer may carry a prefix holding them only when that is
+-- by design: the whole network (ip_range, the mesh range, ipv6_range:
+-- the routes of a hidden NR's primary aggregator) or the sole exit's
+-- 0.0.0.0/0 and ::/0. The NR's own routes are more specific, so its own
+-- traffic never enters the tunnel.
+local function own_prefixes(out)
+  local own = { { p = ip.parse_cidr(out.subnet), what = "subnet " .. out.subnet } }
+  local mesh = ip.parse_cidr(out.mesh_address)
+  local mesh_host = ip.format_addr(mesh) .. "/32"
+  own[2] = { p = ip.parse_cidr(mesh_host), what = "mesh address " .. mesh_host }
+  local wide = { [ip.key(ip.parse_cidr(out.ip_range))] = true, [ip.key(ip.network(mesh))] = true }
+  if out.ipv6_subnet then
+    own[3] = { p = ip.parse_cidr(out.ipv6_subnet), what = "IPv6 subnet " .. out.ipv6_subnet }
   end
-  if p.endpoint ~= nil then out.endpoint = check.endpoint(p.endpoint, where .. ".endpoint") end
-  if p.persistent_keepalive ~= nil then
-    out.persistent_keepalive = check.integer(p, "persistent_keepalive", 0, 65535)
+  if out.ipv6_range then wide[ip.key(ip.parse_cidr(out.ipv6_range))] = true end
+  return own, wide
+end
+
+local function check_not_own(pa, text, field, own, wide)
+  if pa.len == 0 or wide[ip.key(pa)] then return end
+  for _, o in ipairs(own) do
+    if ip.overlaps(pa, o.p) then
+      check.fail(field, text, "overlaps this NR's own " .. o.what)
+    end
   end
-  return out
+end
+
+local v6_space = { ula = true, global = true, documentation = true }
+
+-- The network's IPv6 prefix: unique local or global unicast, /8../64.
+local function check_range6(c)
+  local text, p = check.prefix(c.ipv6_range, "ipv6_range", 6)
+  if not v6_space[ip.classify(p)] then
+    check.fail("ipv6_range", text, "must be a unique local (fc00::/7) or global unicast prefix")
+  end
+  if p.len < 8 or p.len > 64 then check.fail("ipv6_range", text, "must be a /8 to /64") end
+  return text, p
+end
+
+-- The NR's /64: unique local or global unicast, inside ipv6_range.
+local function check_subnet6(c, range6, range6_text)
+  local text, p = check.prefix(c.ipv6_subnet, "ipv6_subnet", 6)
+  if p.len ~= 64 then check.fail("ipv6_subnet", text, "must be a /64") end
+  local class = ip.classify(p)
+  if not v6_space[class] then
+    check.fail("ipv6_subnet", text, "is " .. class .. " space, not unique local (fc00::/7) or global unicast")
+  end
+  if range6 and not ip.contains(range6, p) then
+    check.fail("ipv6_subnet", text, "is not inside ipv6_range " .. range6_text)
+  end
+  return text
 end
 
 -- Validate a decoded NR config; returns a normalised copy. The sealed
 -- private key is kept as is (it opens only with the node's key).
 function config.validate(c)
-  if type(c) ~= "table" then error("NR config must be a JSON object", 0) end
+  if not check.is_object(c) then error("NR config must be a JSON object", 0) end
   check.known_fields(c, { "net_id", "network", "node_id", "ip_range", "subnet",
     "ipv6_range", "ipv6_subnet", "wireguard_private_key", "wireguard_public_key",
     "wireguard_listen_port", "mesh_address", "exit", "exit_for_network", "peers" })
@@ -53,7 +122,7 @@ function config.validate(c)
     check.fail("net_id", out.net_id, "must be 1..12 of a-z 0-9")
   end
   out.network = check.string(c, "network", true)
-  out.node_id = check.string(c, "node_id", true)
+  if c.node_id ~= nil then out.node_id = check.node_id(c.node_id, "node_id") end
   local range_text, range = check.prefix(check.string(c, "ip_range"), "ip_range", 4)
   if ip.overlaps(range, CGNAT) then
     check.fail("ip_range", range_text, "overlaps 100.64.0.0/10, which Zero-Mesh reserves")
@@ -72,11 +141,14 @@ function config.validate(c)
   if c.mesh_address ~= nil and c.mesh_address ~= out.mesh_address then
     check.fail("mesh_address", c.mesh_address, "must be " .. out.mesh_address .. " for this subnet")
   end
-  if c.ipv6_range then out.ipv6_range = check.prefix(c.ipv6_range, "ipv6_range", 6) end
-  if c.ipv6_subnet then out.ipv6_subnet = check.prefix(c.ipv6_subnet, "ipv6_subnet", 6) end
+  local range6
+  if c.ipv6_range ~= nil then out.ipv6_range, range6 = check_range6(c) end
+  if c.ipv6_subnet ~= nil then out.ipv6_subnet = check_subnet6(c, range6, out.ipv6_range) end
+  -- Checked here so that C (libsodium's strict decoder) never sees it bad.
   out.sealed_private_key = check.string(c, "wireguard_private_key")
-  if not out.sealed_private_key:match("^[A-Za-z0-9+/]+=*$") then
-    check.fail("wireguard_private_key", nil, "must be a sealed key in base64")
+  local bad = check.base64_problem(out.sealed_private_key)
+  if bad then
+    check.fail("wireguard_private_key", nil, "must be a sealed key in base64 (" .. bad .. ")")
   end
   if c.wireguard_public_key ~= nil then
     out.public_key = check.wg_key(c.wireguard_public_key, "wireguard_public_key")
@@ -84,35 +156,39 @@ function config.validate(c)
   out.listen_port = check.integer(c, "wireguard_listen_port", 1, 65535)
   out.exit = check.oneof(c, "exit", { "local", "mesh" }, true) or "local"
   out.exit_for_network = check.boolean(c, "exit_for_network", true) or false
+  local own, wide = own_prefixes(out)
   out.peers = {}
-  local seen, prefixes = {}, {}
-  for i, p in ipairs(check.table(c, "peers")) do
-    local peer = check_peer(p, i, out.public_key)
+  local seen, prefixes, where, has_default = {}, {}, {}, false
+  local peers = check.array(c, "peers")
+  for i = 1, #peers do
+    local peer, parsed = check_peer(peers, i, out.public_key)
     if seen[peer.public_key] then
       check.fail(string.format("peers[%d].wireguard_public_key", i), peer.public_key,
         "is also peers[" .. seen[peer.public_key] .. "]")
     end
     seen[peer.public_key] = i
     for k, a in ipairs(peer.allowed_ips) do
-      local pa = ip.parse_cidr(a)
-      for _, other in ipairs(prefixes) do
-        -- The sole exit's 0.0.0.0/0 and ::/0 hold every other prefix by
-        -- design; WireGuard takes the longest match.
-        if pa.len > 0 and other.p.len > 0 and ip.overlaps(pa, other.p) then
-          check.fail(string.format("peers[%d].allowed_ips[%d]", i, k), a,
-            string.format("overlaps %s of peers[%d]", other.text, other.peer))
-        end
+      local pa = parsed[k]
+      local field = string.format("peers[%d].allowed_ips[%d]", i, k)
+      check_not_own(pa, a, field, own, wide)
+      -- The sole exit's 0.0.0.0/0 and ::/0 hold every other prefix by
+      -- design; WireGuard takes the longest match.
+      if pa.len > 0 then
+        prefixes[#prefixes + 1] = pa
+        where[#where + 1] = { text = a, field = field, peer = i }
+      elseif pa.family == 4 then
+        has_default = true
       end
-      prefixes[#prefixes + 1] = { p = pa, text = a, peer = i }
     end
     out.peers[i] = peer
   end
-  if out.exit == "mesh" then
-    local has_default = false
-    for _, pr in ipairs(prefixes) do if pr.p.len == 0 and pr.p.family == 4 then has_default = true end end
-    if not has_default then
-      check.fail("exit", "mesh", "no peer carries 0.0.0.0/0 (the sole exit's peer must)")
-    end
+  local later, earlier = ip.first_overlap(prefixes)
+  if later then
+    local a, b = where[later], where[earlier]
+    check.fail(a.field, a.text, string.format("overlaps %s of peers[%d]", b.text, b.peer))
+  end
+  if out.exit == "mesh" and not has_default then
+    check.fail("exit", "mesh", "no peer carries 0.0.0.0/0 (the sole exit's peer must)")
   end
   return out
 end
