@@ -9,6 +9,16 @@
 --                              -- external devices as "access:NAME"
 --       public = { "p1", … },  -- candidate aggregators, sorted
 --       reachable = function(hidden_id, public_id) → boolean,
+--       current = { [id] = { public_id, … }, … },
+--                              -- the choice in force: what the network file
+--                              -- records (each change to it records every
+--                              -- hidden NR's answer), already cut down to
+--                              -- candidates the id can still reach, in the
+--                              -- recorded order. Ids without a choice
+--                              -- (new ones, or a file without the record)
+--                              -- are absent; ids not in hidden may be given
+--                              -- as context (the hidden NRs a new device
+--                              -- joins).
 --     }
 --     Every hidden id gets at least one aggregator; each a reachable public
 --     id, listed once. The first is the primary: it carries all of the
@@ -19,13 +29,24 @@
 --     hops (hidden → aggregator → hidden); with different primaries it is
 --     three.
 --
--- Default: one ordered list for the whole network, by rendezvous hashing
--- of the network id with each public NR's id (highest score first), so
--- that every hidden NR shares the primary. The list depends only on the
--- public NRs at its head: hidden NRs coming and going change nothing, a
--- public NR changes it only by scoring above the current aggregators, and
--- when an aggregator's node leaves, the next one (the warm backup) takes
--- over. A hidden NR that cannot reach one skips to the next.
+--     Stability: moving a primary costs the hidden NRs behind it lost
+--     packets while they re-apply, so a policy keeps the choice in force.
+--     An id with a current list gets it back, in its order (cut to as
+--     many aggregators as the policy wants). Nodes coming and going then
+--     change a list only when one of its aggregators leaves (the next one
+--     moves up, so the warm backup becomes primary, and the list is
+--     filled up again) or when a list shorter than wanted can be filled
+--     up. Not checked: a policy may move NRs on purpose (rebalancing), at
+--     that cost.
+--
+-- Default: one ordered list for the whole network, so that every hidden NR
+-- shares the primary. The order is the choice in force (public NRs by how
+-- many ids have them as primary, then as backup), then the other public
+-- NRs by rendezvous hashing of the network id with each one's id (highest
+-- score first, the whole order for a network without a choice yet). Each
+-- id keeps its current list and is filled up from the order, skipping
+-- public NRs it cannot reach. A new public NR therefore comes after the
+-- aggregators in force, however high its score.
 
 -- Backups per hidden NR, when there are enough public NRs.
 local BACKUPS = 1
@@ -41,29 +62,53 @@ local function hash(s)
   return h ~ (h >> 16)
 end
 
+-- How many current lists name each public NR as primary and as backup.
+local function usage(current, score)
+  local primary, backup = {}, {}
+  for _, list in pairs(current) do
+    for i, p in ipairs(list) do
+      if score[p] then
+        local count = i == 1 and primary or backup
+        count[p] = (count[p] or 0) + 1
+      end
+    end
+  end
+  return primary, backup
+end
+
 local function aggregators(req)
+  local current = req.current or {}
   local order, score = {}, {}
   for i, p in ipairs(req.public) do
     order[i] = p
     score[p] = hash(req.net_id .. "/" .. p)
   end
+  local primary, backup = usage(current, score)
   table.sort(order, function(a, b)
+    local pa, pb = primary[a] or 0, primary[b] or 0
+    if pa ~= pb then return pa > pb end
+    local ba, bb = backup[a] or 0, backup[b] or 0
+    if ba ~= bb then return ba > bb end
     if score[a] ~= score[b] then return score[a] > score[b] end
     return a < b
   end)
   local want = math.min(#order, 1 + BACKUPS)
   local out = {}
   for _, h in ipairs(req.hidden) do
-    local list = {}
-    for _, p in ipairs(order) do
-      if req.reachable(h, p) then
-        list[#list + 1] = p
-        if #list == want then break end
+    local list, taken = {}, {}
+    local function take(p)
+      if #list < want and score[p] and not taken[p] and req.reachable(h, p) then
+        list[#list + 1], taken[p] = p, true
       end
+    end
+    for _, p in ipairs(current[h] or {}) do take(p) end
+    for _, p in ipairs(order) do
+      if #list == want then break end
+      take(p)
     end
     out[h] = list
   end
   return out
 end
 
-return { name = "aggregator", version = 1, aggregators = aggregators }
+return { name = "aggregator", version = 2, aggregators = aggregators }

@@ -3,6 +3,13 @@ local fake = require("fake_keys").install()
 local net = require "zmesh.net"
 local build = dofile("tests/fixtures/net/build.lua")
 
+-- The facts of node ID in N, as add-node --update would get them again.
+local function model_facts(n, id)
+  for _, node in ipairs(n.nodes) do
+    if node.node_id == id then return require("zmesh.net.model").copy(node.facts) end
+  end
+end
+
 describe("net API", function()
   describe("new", function()
     it("makes an empty network with the given fields", function()
@@ -75,7 +82,7 @@ describe("net API", function()
       local f = build.facts("other", "pub4", fake)
       f.public_key = n.nodes[1].facts.public_key
       assert.has_error(function() net.add_node(n, f) end,
-        "nodes[other].facts.public_key: '" .. f.public_key .. "' is the key of node n1 too: a duplicate node")
+        "nodes[other].facts.public_key: (a key, not shown) is the key of node n1 too: a duplicate node")
     end)
 
     it("on update keeps subnet and port, and re-keys only when the node key changed", function()
@@ -223,6 +230,131 @@ describe("net API", function()
       local v = net.validate(n)
       assert.equal(2, v.public)
       assert.equal(1, v.hidden)
+    end)
+  end)
+
+  describe("aggregator memory", function()
+    -- Every hidden NR's aggregators, as N renders them.
+    local function served(n) return net.topology(n).aggregators end
+
+    local function without_record(n)
+      local out = require("zmesh.net.model").copy(n)
+      for _, node in ipairs(out.nodes) do node.aggregators = nil end
+      return out
+    end
+
+    -- A public node id that rendezvous hashing ranks first in N: added
+    -- to a file without the record, it would become the primary of
+    -- hidden node H, and of every other.
+    local function outscoring(n, h)
+      for i = 1, 200 do
+        local id = "p" .. i
+        local with = without_record(net.add_node(n, (build.facts(id, "pub4", fake))))
+        if served(with)[h][1] == id then return id end
+      end
+      error("no id outscores the primary")
+    end
+
+    it("records each hidden node's aggregators in the file, as rendered", function()
+      local n = build.network(net, { "pub4", "pub4", "pub46", "hid4", "hid46" }, fake)
+      local t = net.topology(n)
+      for _, node in ipairs(n.nodes) do
+        assert.same(t.role[node.node_id] == "hidden" and t.aggregators[node.node_id] or nil, node.aggregators)
+      end
+      assert.equal(2, #n.nodes[4].aggregators)
+      local path = os.tmpname()
+      net.save(n, path)
+      local back = net.load(path)
+      os.remove(path)
+      assert.same(n.nodes[4].aggregators, back.nodes[4].aggregators)
+      assert.equal(net.render_all_json(n), net.render_all_json(back))
+    end)
+
+    it("keeps every primary when a new public node outscores it", function()
+      local n = build.network(net, { "pub4", "pub4", "hid4", "hid4" }, fake)
+      local before = served(n)
+      local id = outscoring(n, "n3")
+      local after = served(net.add_node(n, (build.facts(id, "pub4", fake))))
+      assert.same(before.n3, after.n3)
+      assert.same(before.n4, after.n4)
+      -- and a device added later joins that primary too
+      local _, _, device = net.add_access(net.add_node(n, (build.facts(id, "pub4", fake))), "laptop")
+      assert.equal(before.n3[1], device.via)
+    end)
+
+    it("gives a file without the record one on its next change, keeping what it rendered", function()
+      local legacy = without_record(build.network(net, { "pub4", "pub4", "pub4", "hid4", "hid46" }, fake))
+      local before = served(legacy)
+      local changed = net.set_exit(legacy, "n1")
+      assert.same(before.n4, changed.nodes[4].aggregators)
+      assert.same(before.n5, changed.nodes[5].aggregators)
+      -- the record holds what it rendered to: the render does not change
+      assert.equal(net.render_all_json(without_record(changed)), net.render_all_json(changed))
+      local id = outscoring(legacy, "n4")
+      local after = net.add_node(legacy, (build.facts(id, "pub4", fake)))
+      assert.same(before.n4, served(after).n4)
+      assert.same(before.n4, after.nodes[4].aggregators)
+    end)
+
+    it("moves hidden NRs to their backup when the primary is removed, with a new backup", function()
+      local n = build.network(net, { "pub4", "pub4", "pub4", "hid4", "hid46" }, fake)
+      local before = served(n).n4
+      local out = net.remove_node(n, before[1])
+      local after = served(out).n4
+      assert.equal(before[2], after[1])
+      assert.equal(2, #after)
+      assert.not_equal(before[1], after[2])
+      assert.same(after, out.nodes[4].aggregators)
+      assert.same(after, served(out).n5)
+      -- the last public node goes: nothing left to record, and the file stays valid
+      local lone = net.remove_node(build.network(net, { "pub4", "hid4" }, fake), "n1")
+      assert.is_nil(lone.nodes[1].aggregators)
+      assert.matches("no public node", net.show(lone).problem)
+    end)
+  end)
+
+  describe("policy faults", function()
+    local dir = "tests/fixtures/net/policies/"
+    local badrole = dir .. 'badrole/role.lua:4: policy role: hook role: node n1: returned maybe, expected "public" or "hidden"'
+
+    it("raise from every operation with the file and line, never as a network's problem", function()
+      local n = build.network(net, { "pub4", "pub4", "hid4" }, fake)
+      n = net.add_access(n, "laptop")
+      local opts = { policy_dir = dir .. "badrole" }
+      local ops = {
+        show = function() return net.show(n, opts) end,
+        validate = function() return net.validate(n, opts) end,
+        render = function() return net.render(n, "n1", opts) end,
+        graph = function() return net.graph(n, opts) end,
+        add_node = function() return net.add_node(n, (build.facts("n9", "pub4", fake)), opts) end,
+        update = function()
+          return net.add_node(n, model_facts(n, "n3"), { update = true, policy_dir = opts.policy_dir })
+        end,
+        remove_node = function() return net.remove_node(n, "n3", opts) end,
+        set_exit = function() return net.set_exit(n, "n2", opts) end,
+        add_access = function() return net.add_access(n, "phone", opts) end,
+        remove_access = function() return net.remove_access(n, "laptop", opts) end,
+      }
+      for name, op in pairs(ops) do
+        local ok, err = pcall(op)
+        assert.is_false(ok, name)
+        assert.equal(badrole, err, name)
+      end
+      -- a policy answering the wrong type, on a network that shows fine
+      local ok, err = pcall(net.show, n, { policy_dir = dir .. "wrongtype" })
+      assert.is_false(ok)
+      assert.equal(dir .. "wrongtype/aggregator.lua:4: policy aggregator: hook aggregators: returned string, expected a table", err)
+    end)
+
+    it("are told apart from a network that cannot be served yet", function()
+      local n = build.network(net, { "hid4", "cgnat" }, fake)
+      local s = net.show(n)
+      assert.matches("^network t has hidden nodes", s.problem)
+      assert.equal("hidden", s.nodes[1].role)
+      -- (pcall: has_error would strip the file:line being checked)
+      assert.same({ false, badrole }, { pcall(net.show, n, { policy_dir = dir .. "badrole" }) })
+      assert.same({ false, dir .. "badexit/exit.lua:4: policy exit: hook exit: returned elsewhere, not an NR of the network" },
+        { pcall(net.show, n, { policy_dir = dir .. "badexit" }) })
     end)
   end)
 

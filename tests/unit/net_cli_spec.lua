@@ -103,4 +103,69 @@ describe("zmesh net (CLI)", function()
     assert.equal(1, status)
     assert.matches("^zmesh net render: tests/fixtures/net/policies/syntax/role%.lua:3: ", err)
   end)
+
+  it("exits 1 with the policy's file and line whenever a policy is at fault, in every subcommand", function()
+    zmesh("net new " .. file .. " demo 10.1.0.0/16 --id demo1")
+    for i = 1, 5 do zmesh(string.format("net add-node %s examples/facts-n%d.json", file, i)) end
+    zmesh("net add-access " .. file .. " laptop --via n1")
+    local keys = io.popen(bin .. " genkey | " .. bin .. " pubkey")
+    local facts = dir .. "/facts-n6.json"
+    local f = io.open(facts, "w")
+    f:write(json.encode({ node_id = "n6", public_key = keys:read("l"), addresses = { "203.0.113.16/24" },
+      listen_ports = { min = 51820, max = 52819 } }))
+    f:close()
+    keys:close()
+    local before = build.read(file)
+    local dirs = "tests/fixtures/net/policies/"
+    local faults = {
+      syntax = "role.lua:3: '}' expected",
+      badrole = "role.lua:4: policy role: hook role: node n1: returned maybe",
+      wrongtype = "aggregator.lua:4: policy aggregator: hook aggregators: returned string, expected a table",
+      badexit = "exit.lua:4: policy exit: hook exit: returned elsewhere",
+    }
+    local commands = {
+      "show FILE", "show FILE --json", "validate FILE", "render FILE n3", "render FILE --all", "graph FILE",
+      "add-node FILE " .. facts, "add-node FILE examples/facts-n3.json --update", "remove-node FILE n4",
+      "set-exit FILE n2", "set-exit FILE none", "add-access FILE phone", "remove-access FILE laptop",
+    }
+    local function plain(text) return (text:gsub("%p", "%%%0")) end
+    for sub, where in pairs(faults) do
+      for _, cmd in ipairs(commands) do
+        local args = cmd:gsub("FILE", file) .. " --policy-dir " .. dirs .. sub
+        local out, err, status = zmesh("net " .. args)
+        assert.equal(1, status, args .. ": " .. err)
+        assert.equal("", out)
+        assert.matches("^zmesh net " .. plain(cmd:match("^%S+")) .. ": " .. plain(dirs .. sub .. "/" .. where), err)
+        assert.equal(before, build.read(file)) -- a refused change leaves the file as it was
+      end
+    end
+    -- new loads the policies before it writes: a broken one leaves no file
+    local other = dir .. "/other.json"
+    local _, err, status = zmesh("net new " .. other .. " x 10.2.0.0/16 --policy-dir " .. dirs .. "syntax")
+    assert.equal(1, status)
+    assert.matches("^zmesh net new: " .. plain(dirs .. "syntax/role.lua:3: "), err)
+    assert.is_nil(io.open(other))
+  end)
+
+  it("shows a network that cannot be served yet with its problem, exit status 0", function()
+    zmesh("net new " .. file .. " demo 10.1.0.0/16 --id demo1")
+    zmesh("net add-node " .. file .. " examples/facts-n3.json")
+    zmesh("net add-node " .. file .. " examples/facts-n4.json")
+    local out, err, status = zmesh("net show " .. file)
+    assert.equal(0, status, err)
+    assert.matches("\nproblem: network demo has hidden nodes %(n3, n4%) but no public node", out)
+    assert.matches("\nn3 +hidden +10%.1%.1%.0/24", out)
+    _, err, status = zmesh("net validate " .. file)
+    assert.equal(1, status)
+    assert.matches("^zmesh net validate: network demo has hidden nodes", err)
+    _, err, status = zmesh("net show " .. file .. " --policy-dir tests/fixtures/net/policies/badrole")
+    assert.equal(1, status)
+    assert.matches("^zmesh net show: tests/fixtures/net/policies/badrole/role%.lua:4: ", err)
+    -- a public node makes it whole; the hidden nodes' aggregators are recorded
+    zmesh("net add-node " .. file .. " examples/facts-n1.json")
+    local n = json.decode(build.read(file))
+    assert.same({ "n1" }, n.nodes[2].aggregators)
+    out = zmesh("net show " .. file)
+    assert.matches("\nn3 +hidden +10%.1%.1%.0/24 +%d+ +n1\n", out)
+  end)
 end)

@@ -93,18 +93,23 @@ describe("net validation", function()
       { function(n) n.nodes[2].ipv6_subnet = nil end, "nodes[n2].ipv6_subnet: (missing) is required: the network has ipv6_range fd00:1::/48" },
       { function(n) n.nodes[2].node_id = "n1"; n.nodes[2].facts.node_id = "n1" end, "nodes[n1].node_id: 'n1' is a duplicate node" },
       { function(n) n.nodes[2].facts.public_key = n.nodes[1].facts.public_key; n.nodes[2].sealed_to = n.nodes[1].sealed_to end,
-        function(n) return "nodes[n2].facts.public_key: '" .. n.nodes[1].facts.public_key .. "' is the key of node n1 too: a duplicate node" end },
+        function() return "nodes[n2].facts.public_key: (a key, not shown) is the key of node n1 too: a duplicate node" end },
       { function(n) n.nodes[2].wireguard_listen_port = 40000 end, "nodes[n2].wireguard_listen_port: 40000 is outside the node's listen_ports 51820-51829" },
       { function(n) n.nodes[2].wireguard_listen_port = "51820" end, "nodes[n2].wireguard_listen_port: '51820' must be an integer from 1 to 65535" },
       { function(n) n.nodes[2].wireguard_public_key = "abc=" end, "nodes[n2].wireguard_public_key: 'abc=' is not a base64 WireGuard public key" },
       { function(n) n.nodes[2].wireguard_private_key = "c2VjcmV0" end, "nodes[n2].wireguard_private_key: 'c2VjcmV0…' is not a private key sealed to the node (base64, 108 characters)" },
       { function(n) n.nodes[2].sealed_to = n.nodes[1].facts.public_key end,
-        function(n) return "nodes[n2].sealed_to: '" .. n.nodes[1].facts.public_key .. "' is not the node's public_key: re-key with `zmesh net add-node --update`" end },
+        function() return "nodes[n2].sealed_to: (a key, not shown) is not the node's public_key: re-key with `zmesh net add-node --update`" end },
       { function(n) n.nodes[2].facts.node_id = "n7" end, "nodes[n2].facts.node_id: 'n7' differs from the node's id" },
       { function(n) n.exit = "n7" end, "exit: 'n7' is not a node of the network" },
       { function(n) n.format = 2 end, "format: 2 is not 1, the format this zmesh reads" },
       { function(n) n.nodes = "none" end, "nodes: 'none' must be a list" },
       { function(n) n.ip_range = "10.1.0.0/23" end, "nodes: 3 NRs do not fit: ip_range 10.1.0.0/23 holds 2 /24 subnets" },
+      { function(n) n.nodes[3].aggregators = "n1" end, "nodes[n3].aggregators: 'n1' must be a list of strings" },
+      { function(n) n.nodes[3].aggregators = { "n1", "n9" } end, "nodes[n3].aggregators[2]: 'n9' is not a node of the network" },
+      { function(n) n.nodes[3].aggregators = { "n3" } end, "nodes[n3].aggregators[1]: 'n3' is the node itself" },
+      { function(n) n.nodes[3].aggregators = { "n2", "n2" } end, "nodes[n3].aggregators[2]: 'n2' is listed twice" },
+      { function(n) n.nodes[3].aggregators = { 7 } end, "nodes[n3].aggregators[1]: 7 must be a string" },
     }
     for i, c in ipairs(cases) do
       local title = type(c[2]) == "string" and c[2]:match("^[^:]+") .. ": " .. c[2]:match(": (.*)$"):sub(1, 50)
@@ -132,6 +137,18 @@ describe("net validation", function()
       assert.equal("10.0.1.0/24", n.nodes[1].subnet)
       assert.has_error(function() validate.network(broken(function(b) b.ip_range = "10.0.0.0/16"; b.nodes[1].subnet = "10.0.0.0/24" end)) end,
         "nodes[n1].subnet: '10.0.0.0/24' cannot be used: its wg mesh address 100.64.0.0 is not a host address")
+    end)
+
+    it("accepts a stale record: a node that is no longer public is skipped", function()
+      local n = base()
+      n.nodes[3].aggregators = { "n1" }
+      n.nodes[1].aggregators = { "n3" } -- a public node's record is not used
+      local t = net.topology(n)
+      assert.equal("n1", t.aggregators.n3[1])
+      n.nodes[1].facts.force_role = "hidden"
+      t = net.topology(n)
+      assert.same({ "n2" }, t.aggregators.n3)
+      assert.same({ "n2" }, t.aggregators.n1)
     end)
 
     it("accepts the base network", function()

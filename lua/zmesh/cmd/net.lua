@@ -48,7 +48,8 @@ subnet policy unless fixed with --subnet/--ipv6-subnet, a listen port from
 the node's range unless fixed with --port, and a new key pair: the private
 key is sealed to the node's public key and never shown. --update refreshes
 the facts of a node already in the network; it keeps its subnet and port,
-and gets a new key pair when its node key changed.]],
+and gets a new key pair when its node key changed. The file records each
+hidden NR's aggregators, so that a new node never moves them.]],
     print = function(r)
       out(string.format("added %s: subnet %s%s, port %d\n", r.node_id, r.subnet,
         r.ipv6_subnet and (" " .. r.ipv6_subnet) or "", r.wireguard_listen_port))
@@ -56,7 +57,8 @@ and gets a new key pair when its node key changed.]],
   { name = "remove-node", summary = "remove a node; re-rendering moves what it served", args = { "file", "node" },
     usage = "FILE NODE",
     help = [[Removes NODE's NR from the network. Render again and re-apply everywhere:
-hidden NRs it served move to another aggregator. Removing the sole exit
+hidden NRs it served move to their next aggregator (the warm backup), and
+get a new backup; other hidden NRs keep theirs. Removing the sole exit
 returns the network to local breakout; devices peering with NODE are
 removed (add them again).]],
     print = function(r)
@@ -90,7 +92,8 @@ the device's key is no longer accepted there.]],
     usage = "FILE [--json]",
     help = [[Shows the network: each node's role, subnet and listen port, the
 aggregators of hidden NRs, the sole exit and the devices. A network that
-cannot be rendered yet (e.g. hidden nodes only) shows with the problem.]],
+cannot be rendered yet (e.g. hidden nodes only) shows with the problem;
+a policy at fault is an error (exit status 1), as for every subcommand.]],
     print = function(r, p) if p.json then print_json(r) else show_text(r) end end },
   { name = "validate", summary = "check the file, the policies and every render", args = { "file" },
     usage = "FILE",
@@ -210,7 +213,7 @@ local function run(args)
   if not p then return usage_error(err) end
   if s.params then s.params(p) end
   if p.facts_file == "-" then
-    local facts, perr = json.decode(io.stdin:read("a"))
+    local facts, perr = json.read(io.stdin, "standard input")
     if facts == nil then return usage_error("facts on standard input: " .. perr) end
     p.facts, p.facts_file = facts, nil
   end

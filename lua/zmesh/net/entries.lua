@@ -46,10 +46,12 @@ entries.describe = {
 }
 
 entries.new = function(p)
-  check(p, { name = true, ip_range = true, ipv6_range = true, net_id = true })
+  local opts = check(p, { name = true, ip_range = true, ipv6_range = true, net_id = true })
   local n = net.new({ name = p.name, ip_range = p.ip_range, ipv6_range = p.ipv6_range, net_id = p.net_id })
+  -- Policies load before the file is written: a broken one leaves no file.
+  local shown = net.show(n, opts)
   net.save(n, p.file, { new = true })
-  return net.show(n, {})
+  return shown
 end
 
 entries["add-node"] = function(p)
@@ -73,17 +75,17 @@ entries["add-node"] = function(p)
 end
 
 entries["remove-node"] = function(p)
-  check(p, { node = true })
-  local n, notes = net.remove_node(net.load(p.file), text("node", p.node))
+  local opts = check(p, { node = true })
+  local n, notes = net.remove_node(net.load(p.file), text("node", p.node), opts)
   net.save(n, p.file)
   return { removed = p.node, notes = json.array(notes) }
 end
 
 entries["set-exit"] = function(p)
-  check(p, { node = true })
+  local opts = check(p, { node = true })
   local id = p.node
   if id == json.null then id = nil end
-  local n = net.set_exit(net.load(p.file), text("node", id, true))
+  local n = net.set_exit(net.load(p.file), text("node", id, true), opts)
   net.save(n, p.file)
   return { exit = n.exit or json.null }
 end
@@ -100,8 +102,8 @@ entries["add-access"] = function(p)
 end
 
 entries["remove-access"] = function(p)
-  check(p, { name = true })
-  local n = net.remove_access(net.load(p.file), text("name", p.name))
+  local opts = check(p, { name = true })
+  local n = net.remove_access(net.load(p.file), text("name", p.name), opts)
   net.save(n, p.file)
   return { removed = p.name }
 end

@@ -26,6 +26,7 @@ local function marked(net)
   out.nodes = json.array(out.nodes)
   if out.access then out.access = json.array(out.access) end
   for _, n in ipairs(out.nodes) do
+    if n.aggregators then n.aggregators = json.array(n.aggregators) end
     local f = n.facts
     if f then
       f.addresses = json.array(f.addresses or {})

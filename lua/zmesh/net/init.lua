@@ -135,6 +135,25 @@ local function check_fixed(n, id, opts)
   end
 end
 
+-- Record in each hidden node's entry the aggregators N gives it now. This
+-- is the network's memory: the aggregator policy gets it back as
+-- req.current and keeps it, so that nodes coming and going never move a
+-- primary (which costs the hidden NRs behind it lost packets on the
+-- re-apply). Every change records before (a file without the record gets
+-- the choice it renders to) and after. Where the policy could not be
+-- asked (a network problem, e.g. a hidden node that reaches no public
+-- node), each hidden node keeps its old record, cut down to public nodes
+-- it can still reach. Raises on a policy's fault, not on a network problem.
+local function remember(n, set)
+  local t = topology.build(n, set, { lenient = true })
+  local kept = topology.current(t, t.hidden)
+  for _, node in ipairs(n.nodes) do
+    local id = node.node_id
+    local list = t.role[id] == "hidden" and (t.aggregators[id] or kept[id]) or nil
+    node.aggregators = list and table.move(list, 1, #list, 1, {}) or nil
+  end
+end
+
 -- A copy of FACTS without JSON array marks (the file marks its own).
 local function clean_facts(facts)
   if type(facts) ~= "table" then return facts end
@@ -162,10 +181,12 @@ function net.add_node(n, facts, opts)
   if not old and opts.update then
     validate.fail("facts.node_id", f.node_id, "is not a node of network %s; nothing to update", n.name)
   end
-  local node = old or { node_id = f.node_id }
-  node.facts = f
   check_fixed(out, f.node_id, opts)
   local set = policy_set(opts)
+  -- The choice in force, before the node (or its new facts) counts.
+  remember(out, set)
+  local node = old or { node_id = f.node_id }
+  node.facts = f
   local subnet = opts.subnet or (old and old.subnet)
   local subnet6 = opts.ipv6_subnet or (old and old.ipv6_subnet)
   if not subnet or (n.ipv6_range and not subnet6) then
@@ -187,6 +208,7 @@ function net.add_node(n, facts, opts)
   if not old then out.nodes[#out.nodes + 1] = node else out.nodes[index] = node end
   model.sort(out)
   validate.network(out)
+  remember(out, set)
   return out, node
 end
 
@@ -198,12 +220,15 @@ local function drop_empty_access(n)
 end
 
 -- Remove node ID. Returns the new network and notes (what else changed:
--- a removed exit, devices that peered with the node).
-function net.remove_node(n, id)
+-- a removed exit, devices that peered with the node). Hidden NRs it
+-- served move to their next aggregator (see remember).
+function net.remove_node(n, id, opts)
   validate.network(n)
   local out = model.copy(n)
   local _, index = model.find_node(out, id)
   if not index then validate.fail("node", id, "is not a node of network %s", n.name) end
+  local set = policy_set(opts)
+  remember(out, set)
   table.remove(out.nodes, index)
   local notes = {}
   if out.exit == id then
@@ -218,13 +243,16 @@ function net.remove_node(n, id)
     end
   end
   drop_empty_access(out)
+  -- Before validating: the record must no longer name the removed node.
+  remember(out, set)
   validate.network(out)
   return out, notes
 end
 
 -- Make node ID the sole exit of the network; nil (or "none") for local
--- breakout everywhere.
-function net.set_exit(n, id)
+-- breakout everywhere. The policies run on the result, so that a faulty
+-- one refuses the change.
+function net.set_exit(n, id, opts)
   validate.network(n)
   if id == "none" then id = nil end
   if id ~= nil and not model.find_node(n, id) then
@@ -232,7 +260,9 @@ function net.set_exit(n, id)
   end
   local out = model.copy(n)
   out.exit = id
-  return validate.network(out)
+  validate.network(out)
+  remember(out, policy_set(opts))
+  return out
 end
 
 -- Add external device NAME. OPTS.via: the public node it peers with (else
@@ -256,11 +286,15 @@ function net.add_access(n, name, opts)
     if #t.public == 0 then
       validate.fail("via", nil, "needs a public node, and network %s has none", n.name)
     end
+    -- The hidden NRs' aggregators as context: the device joins their primary.
+    local context = {}
+    for _, h in ipairs(t.hidden) do context[h] = table.move(t.aggregators[h], 1, #t.aggregators[h], 1, {}) end
     via = policies.aggregators(set, function()
       validate.fail("via", nil, "is needed: no public node of network %s can be dialled by a device", n.name)
     end, {
       net_id = n.net_id, hidden = { id }, public = table.move(t.public, 1, #t.public, 1, {}),
-      reachable = function(_, p) return t.node[p] ~= nil and topology.dial(t, id, p) ~= nil end,
+      reachable = function(_, p) return t.role[p] == "public" and topology.dial(t, id, p) ~= nil end,
+      current = context,
     })[id][1]
   end
   local endpoint = topology.endpoint(t, id, via)
@@ -280,17 +314,20 @@ function net.add_access(n, name, opts)
   out.access[#out.access + 1] = device
   model.sort(out)
   validate.network(out)
+  remember(out, set)
   return out, access.wg_quick(out, device, private, t.node[via], endpoint), device
 end
 
-function net.remove_access(n, name)
+function net.remove_access(n, name, opts)
   validate.network(n)
   local out = model.copy(n)
   local _, i = model.find_access(out, name)
   if not i then validate.fail("name", name, "is not a device of network %s", n.name) end
   table.remove(out.access, i)
   drop_empty_access(out)
-  return validate.network(out)
+  validate.network(out)
+  remember(out, policy_set(opts))
+  return out
 end
 
 -- The NR config of node ID.
@@ -356,19 +393,14 @@ function net.summary(t)
 end
 
 -- The network as the topology sees it; a network the topology cannot be
--- built for (e.g. hidden nodes only) still shows, with the problem.
+-- built for (e.g. hidden nodes only) still shows, as far as it can be
+-- built, with the problem. A policy's fault is not such a problem: it
+-- raises, as everywhere.
 function net.show(n, opts)
   validate.network(n)
-  local ok, t = pcall(topology.build, n, policy_set(opts))
-  if ok then return net.summary(t) end
-  local s = {
-    name = n.name, net_id = n.net_id, ip_range = n.ip_range, ipv6_range = n.ipv6_range,
-    exit = n.exit, problem = tostring(t), nodes = {}, access = {},
-  }
-  for _, node in ipairs(n.nodes) do
-    s.nodes[#s.nodes + 1] = { node_id = node.node_id, subnet = node.subnet, ipv6_subnet = node.ipv6_subnet,
-      wireguard_listen_port = node.wireguard_listen_port }
-  end
+  local t = topology.build(n, policy_set(opts), { lenient = true })
+  local s = net.summary(t)
+  s.problem = t.problem
   return s
 end
 

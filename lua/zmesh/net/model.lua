@@ -9,7 +9,12 @@
 --   "nodes": [ { "node_id", "facts": {…node facts…}, "subnet", "ipv6_subnet",
 --                "wireguard_listen_port", "wireguard_public_key",
 --                "wireguard_private_key" (sealed to facts.public_key),
---                "sealed_to" (the node key it was sealed to) } ],
+--                "sealed_to" (the node key it was sealed to),
+--                "aggregators" (hidden nodes: the public nodes serving it,
+--                  primary first, as recorded by the last change; the
+--                  aggregator policy keeps this choice. Optional: a file
+--                  without it renders as before and gets it on its next
+--                  change) } ],
 --   "access_subnet", "access_ipv6_subnet",  (once a device was added)
 --   "access": [ { "name", "address", "ipv6_address", "wireguard_public_key",
 --                 "via" (the aggregator it peers with) } ]

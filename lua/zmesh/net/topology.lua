@@ -9,6 +9,8 @@
 --     that leads to the exit.
 -- External devices (add-access) are served like hidden NRs by the
 -- aggregator they were given ("via"); their id here is "access:NAME".
+-- The aggregator policy gets the choice in force, each hidden node's
+-- recorded "aggregators", so that it can keep it (policies/aggregator.lua).
 local ip = require "zmesh.ip"
 local model = require "zmesh.net.model"
 local policies = require "zmesh.net.policies"
@@ -67,15 +69,46 @@ function topology.endpoint(t, id, p)
   return ep
 end
 
+-- A network problem (not a policy's fault): raised, and remembered so
+-- that a lenient build can tell it from a policy's error.
+local function problem(t, fmt, ...)
+  local msg = string.format(fmt, ...)
+  t.raised = msg
+  error(msg, 0)
+end
+
+local function reachable(t, h, p)
+  return t.role[p] == "public" and topology.dial(t, h, p) ~= nil
+end
+
+-- The choice in force for each node of IDS that has one: its recorded
+-- "aggregators", cut down to public NRs it can reach. A stale entry (a
+-- removed node, one that turned hidden) is dropped here, so the policy
+-- sees only live candidates.
+function topology.current(t, ids)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local rec = t.node[id] and t.node[id].aggregators
+    if type(rec) == "table" then
+      local list = {}
+      for _, p in ipairs(rec) do
+        if type(p) == "string" and reachable(t, id, p) then list[#list + 1] = p end
+      end
+      if #list > 0 then out[id] = list end
+    end
+  end
+  return out
+end
+
 local function assign_aggregators(t)
   local net = t.net
   local need = {}
   for _, h in ipairs(t.hidden) do need[#need + 1] = h end
   if #need == 0 then return end
   if #t.public == 0 then
-    error(string.format("network %s has hidden nodes (%s) but no public node to serve as their aggregator: "
+    problem(t, "network %s has hidden nodes (%s) but no public node to serve as their aggregator: "
       .. "add a node with a public address, or one whose farmer set force_role \"public\"",
-      net.name, list_ids(t.hidden)), 0)
+      net.name, list_ids(t.hidden))
   end
   -- Asked only when the policy leaves a hidden NR unserved: was that the
   -- network's fault (nothing reachable) or the policy's?
@@ -83,14 +116,14 @@ local function assign_aggregators(t)
     for _, p in ipairs(t.public) do
       if topology.dial(t, h, p) then return end
     end
-    error(string.format("nodes[%s]: hidden node %s can reach no public node (no address family in common)",
-      h, h), 0)
+    problem(t, "nodes[%s]: hidden node %s can reach no public node (no address family in common)", h, h)
   end
   local result = policies.aggregators(t.set, unserved, {
     net_id = net.net_id,
     hidden = table.move(need, 1, #need, 1, {}),
     public = table.move(t.public, 1, #t.public, 1, {}),
-    reachable = function(h, p) return t.node[p] ~= nil and topology.dial(t, h, p) ~= nil end,
+    reachable = function(h, p) return reachable(t, h, p) end,
+    current = topology.current(t, need),
   })
   for _, h in ipairs(need) do t.aggregators[h] = table.move(result[h], 1, #result[h], 1, {}) end
 end
@@ -110,14 +143,41 @@ local function index_service(t)
   end
 end
 
+-- Run STEP(t, …). Strict, a network problem raises; lenient, it is kept
+-- in t.problem (the first one) and the build goes on without that step,
+-- so that the policies after it still run. A policy's error always raises.
+local function step(t, fn, ...)
+  if not t.lenient then return fn(t, ...) end
+  t.raised = nil
+  local ok, err = pcall(fn, t, ...)
+  if ok then return end
+  if t.raised == nil or err ~= t.raised then error(err, 0) end
+  t.problem = t.problem or err
+end
+
+local function add_device(t, a)
+  local id = "access:" .. a.name
+  if t.role[a.via] ~= "public" then
+    problem(t, "access[%s].via: '%s' is a hidden node; devices need a public one", a.name, a.via)
+  end
+  t.devices[#t.devices + 1] = id
+  t.device[id] = a
+  t.device_facts[id] = { node_id = id, addresses = {} }
+  t.owned[id] = { a.address, a.ipv6_address }
+  t.aggregators[id] = { a.via }
+end
+
 -- Build the topology of NET (validated) with the policy SET; raises a
--- message on an impossible network or a policy failure.
-function topology.build(net, set)
+-- message on an impossible network or a policy failure. OPTS.lenient:
+-- an impossible network (e.g. hidden nodes only) still builds, as far
+-- as it can, with the first problem in t.problem, for show and the
+-- file's record, not for rendering; a policy failure still raises.
+function topology.build(net, set, opts)
   local t = {
     net = net, set = set, node = {}, role = {}, public = {}, hidden = {},
     owned = {}, mesh = {}, aggregators = {}, carried = {}, standby = {},
     devices = {}, device = {}, device_facts = {}, dials = {}, listeners = {}, endpoints = {},
-    shared = {},
+    shared = {}, lenient = opts and opts.lenient or nil,
   }
   for _, n in ipairs(net.nodes) do
     local id = n.node_id
@@ -131,18 +191,8 @@ function topology.build(net, set)
   end
   table.sort(t.public)
   table.sort(t.hidden)
-  assign_aggregators(t)
-  for _, a in ipairs(net.access or {}) do
-    local id = "access:" .. a.name
-    if t.role[a.via] ~= "public" then
-      error(string.format("access[%s].via: '%s' is a hidden node; devices need a public one", a.name, a.via), 0)
-    end
-    t.devices[#t.devices + 1] = id
-    t.device[id] = a
-    t.device_facts[id] = { node_id = id, addresses = {} }
-    t.owned[id] = { a.address, a.ipv6_address }
-    t.aggregators[id] = { a.via }
-  end
+  step(t, assign_aggregators)
+  for _, a in ipairs(net.access or {}) do step(t, add_device, a) end
   index_service(t)
   -- Every id, sorted: peers are listed in this order.
   t.order = {}

@@ -2,21 +2,17 @@
 -- message that names the field and the value at fault, e.g.
 --   nodes[n2].subnet: '10.2.1.0/24' is outside ip_range 10.1.0.0/16
 -- so that bad input is refused before anything is written or rendered.
+local check = require "zmesh.check"
 local ip = require "zmesh.ip"
-local json = require "zmesh.json"
 local keys = require "zmesh.net.keys"
 local model = require "zmesh.net.model"
 
 local validate = {}
 
+-- Values as every message shows them (cut, escaped, keys never shown).
 local function show(v)
   if v == nil then return "(missing)" end
-  if type(v) == "string" then return "'" .. v .. "'" end
-  if type(v) == "table" then
-    local ok, text = pcall(json.encode, v)
-    return ok and text or tostring(v)
-  end
-  return tostring(v)
+  return check.show(v)
 end
 
 -- Raise "FIELD: VALUE MESSAGE".
@@ -68,6 +64,8 @@ function validate.ipv6_range(value, field)
     fail(field, value, "must be a unique local (fd00::/8) or global unicast prefix")
   end
   if p.len > 64 then fail(field, value, "is smaller than one /64, the IPv6 subnet of one NR") end
+  -- The node side refuses shorter ones (zmesh.nr.config): refuse them here first.
+  if p.len < 8 then fail(field, value, "is wider than a /8") end
   return p
 end
 
@@ -220,6 +218,25 @@ local function check_node(n, i, range, range6, seen)
   end
 end
 
+-- A node's record of its aggregators (the choice in force, see
+-- zmesh.net.init remember): other nodes of the network, each once. Roles
+-- are the policies' to say, so a record naming a node that is no longer
+-- public is stale, not wrong; the topology skips such entries.
+local function check_record(n, seen)
+  local rec = n.aggregators
+  if rec == nil then return end
+  local where = string.format("nodes[%s].aggregators", n.node_id)
+  string_list(where, rec)
+  local listed = {}
+  for i, p in ipairs(rec) do
+    local field = string.format("%s[%d]", where, i)
+    if not seen.nodes[p] then fail(field, p, "is not a node of the network") end
+    if p == n.node_id then fail(field, p, "is the node itself") end
+    if listed[p] then fail(field, p, "is listed twice") end
+    listed[p] = true
+  end
+end
+
 local function check_access(net, range, range6, seen)
   if net.access == nil then return end
   if type(net.access) ~= "table" then fail("access", net.access, "must be a list") end
@@ -283,6 +300,7 @@ function validate.network(net)
   end
   local seen = { nodes = {}, node_keys = {}, v4 = {}, v6 = {} }
   for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, seen) end
+  for _, n in ipairs(net.nodes) do check_record(n, seen) end
   if net.exit ~= nil and not seen.nodes[net.exit] then fail("exit", net.exit, "is not a node of the network") end
   check_access(net, range, range6, seen)
   return net
