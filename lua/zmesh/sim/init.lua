@@ -71,7 +71,10 @@ function sim.new(opts)
     prefix = assert(opts.prefix, "prefix"),
     bin = bin,
     backend = opts.backend or "auto",
-    nodes = {}, order = {}, routers = {}, namespaces = {}, mount_ns = {},
+    nodes = {}, order = {}, routers = {}, router_count = 0, namespaces = {},
+    -- The run's namespace identities ("mnt:[…]", "net:[…]" → what it is),
+    -- by which the teardown finds the run's processes.
+    mnt_ids = {}, net_ids = {},
     verbose = opts.verbose,
   }, Sim)
   return self
@@ -111,12 +114,15 @@ end
 -- LAN 192.168.<n>.0/24, masquerade out, short UDP conntrack timeouts when
 -- opts.udp_timeout is given (they are per namespace).
 function Sim:nat_router(tag, opts)
-  local n = #self.routers + 1
+  -- self.routers is keyed by tag: count the routers apart.
+  self.router_count = self.router_count + 1
+  local n = self.router_count
+  if n > 254 then error("nat router " .. tag .. ": no LAN left (254 routers at most)", 0) end
   local ns = self:make_ns(tag)
   must(core.link.set { ns = ns, name = "lo", up = true })
   self:plug(tag, ns, "wan")
   must(core.addr.add { ns = ns, dev = "wan", addr = opts.wan })
-  must(core.route.add { ns = ns, dst = "default", via = INET_GW })
+  must(core.route.add { ns = ns, family = 4, dst = "default", via = INET_GW })
   must(core.link.bridge { ns = ns, name = "lan" })
   must(core.link.set { ns = ns, name = "lan", up = true })
   local lan = string.format("192.168.%d.1/24", n)
@@ -151,13 +157,15 @@ function Sim:host(tag, addr)
   must(core.link.set { ns = ns, name = "lo", up = true })
   self:plug(tag, ns, "eth0")
   must(core.addr.add { ns = ns, dev = "eth0", addr = addr })
-  must(core.route.add { ns = ns, dst = "default", via = INET_GW })
+  must(core.route.add { ns = ns, family = 4, dst = "default", via = INET_GW })
   return ns
 end
 
-local function mount_ns_id(pid)
-  local out = sh("readlink /proc/" .. pid .. "/ns/mnt")
-  return out:match("mnt:%[(%d+)%]")
+-- The namespace of kind KIND ("mnt", "net") that process PID lives in, as
+-- its identity "mnt:[4026531841]"; nil when the process is gone (or a zombie).
+local function ns_id(pid, kind)
+  local id = core.fs.readlink("/proc/" .. pid .. "/ns/" .. kind)
+  return id and id:match("^" .. kind .. ":%[%d+%]$") and id or nil
 end
 
 -- Start the holder of a node: a private /run inside its own mount
@@ -169,10 +177,10 @@ function Sim:spawn_holder(host_ns)
     .. q(script) .. " >/dev/null 2>&1 & echo $!")
   local pid = tonumber(out)
   if not pid then error("cannot start a node holder: " .. out, 0) end
-  local own = mount_ns_id("self")
+  local own = ns_id("self", "mnt")
   for _ = 1, 200 do
     local comm = sh("cat /proc/" .. pid .. "/comm")
-    local mnt = mount_ns_id(pid)
+    local mnt = ns_id(pid, "mnt")
     if comm == "sleep" and mnt and mnt ~= own then return pid, mnt end
     sh("sleep 0.01")
   end
@@ -205,8 +213,8 @@ function Sim:node(spec)
     end
   end
   local pid, mnt = self:spawn_holder(host)
-  self.mount_ns[#self.mount_ns + 1] = mnt
-  local node = { id = id, host = host, pid = pid, hidden = spec.behind ~= nil,
+  self.mnt_ids[mnt] = "the mount namespace of node " .. id
+  local node = { id = id, host = host, pid = pid, mnt = mnt, hidden = spec.behind ~= nil,
     config_path = "/run/zmesh-node.json",
     config = { node_id = id, uplink = uplink, state_dir = "/run/zmesh-state",
       run_dir = "/run/zmesh", wireguard_backend = self.backend } }
@@ -233,8 +241,11 @@ end
 -- Call a zmesh entry point inside NODE: the decoded result, or nil and
 -- the message zmesh printed.
 function Sim:call(id, entry, params)
-  local out, ok = self:sh(id, self.bin .. " call " .. entry .. " " ..
-    q(json.encode(params or json.object())))
+  -- Parameters are an object, also an empty one (`{}` alone could be []).
+  if params == nil or (next(params) == nil and getmetatable(params) == nil) then
+    params = json.object()
+  end
+  local out, ok = self:sh(id, self.bin .. " call " .. entry .. " " .. q(json.encode(params)))
   if self.verbose then io.stderr:write("[", id, "] ", entry, ": ", out, "\n") end
   if not ok then return nil, out end
   local res, err = json.decode(out)
@@ -242,50 +253,168 @@ function Sim:call(id, entry, params)
   return res
 end
 
--- Pids of processes living in any of this run's node mount namespaces.
-function Sim:node_processes()
-  local pids = {}
-  for _, mnt in ipairs(self.mount_ns) do
-    local out = sh("find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname 'mnt:\\[" .. mnt .. "\\]' 2>/dev/null")
-    for line in out:gmatch("[^\n]+") do
-      local pid = line:match("^/proc/(%d+)/ns/mnt$")
-      if pid then pids[#pids + 1] = tonumber(pid) end
+-- The identities of the namespaces named at PATHS ({path → label}), by
+-- `stat -L` of each name (a bind mount of the namespace): {"net:[ino]" → label}.
+local function named_ids(paths)
+  local words = {}
+  for path in pairs(paths) do words[#words + 1] = q(path) end
+  if #words == 0 then return {} end
+  local ids = {}
+  local out = sh("stat -L -c '%i %n' -- " .. table.concat(words, " ") .. " 2>/dev/null")
+  for ino, path in out:gmatch("(%d+) ([^\n]+)") do
+    if paths[path] then ids["net:[" .. ino .. "]"] = paths[path] end
+  end
+  return ids
+end
+
+-- Is the holder of NODE still the one we started (its pid not reused)?
+local function holder_alive(node)
+  return ns_id(node.pid, "mnt") == node.mnt
+end
+
+-- Learn the run's network namespaces as they are now: the named ones this
+-- run made on the machine, each node's root namespace, and every namespace
+-- named in a node's private /run/netns (its NRs, its ndmz, its containers),
+-- reached through the holder's root while it lives: those names go with the
+-- holder, so the teardown calls this before any holder ends. What was once
+-- learnt is kept.
+function Sim:learn_namespaces()
+  local own = ns_id("self", "net")
+  local function keep(ids)
+    for nsid, label in pairs(ids) do
+      if nsid ~= own then self.net_ids[nsid] = label end
     end
   end
+  local paths = {}
+  for _, name in ipairs(self.namespaces) do paths["/run/netns/" .. name] = "namespace " .. name end
+  keep(named_ids(paths))
+  for _, id in ipairs(self.order) do
+    local node = self.nodes[id]
+    if holder_alive(node) then
+      local dir = "/proc/" .. node.pid .. "/root/run/netns"
+      paths = {}
+      for _, name in ipairs(core.fs.list(dir) or {}) do
+        paths[dir .. "/" .. name] = "namespace " .. name .. " of node " .. id
+      end
+      local ids = named_ids(paths)
+      -- A reused pid would show another process's /run: keep only what
+      -- was read while the holder was still ours.
+      if holder_alive(node) then keep(ids) end
+    end
+  end
+  return self.net_ids
+end
+
+-- The first line of a file, or nil.
+local function first_line(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local line = f:read("l")
+  f:close()
+  return line
+end
+
+-- Every process of this run, from /proc: those in a node's mount namespace
+-- (what runs through S:sh), those in one of the run's network namespaces,
+-- whatever their mount namespace (`ip netns exec` makes a new one), and
+-- the children of either (an `unshare -n` below an `ip netns exec`).
+-- A list of {pid =, comm =, where = why it is the run's}.
+function Sim:processes()
+  local own_mnt, own_net = ns_id("self", "mnt"), ns_id("self", "net")
+  local where, parent, pids = {}, {}, {}
+  for _, name in ipairs(core.fs.list("/proc") or {}) do
+    local pid = tonumber(name:match("^%d+$"))
+    local mnt, net = pid and ns_id(pid, "mnt"), pid and ns_id(pid, "net")
+    if mnt or net then
+      pids[#pids + 1] = pid
+      where[pid] = (mnt ~= own_mnt and self.mnt_ids[mnt]) or (net ~= own_net and self.net_ids[net])
+        or nil
+      local stat = first_line("/proc/" .. pid .. "/stat")
+      parent[pid] = stat and tonumber(stat:match(".*%)%s+%S+%s+(%d+)"))
+    end
+  end
+  -- Never the caller, nor what it runs under.
+  local me = tonumber(core.fs.readlink("/proc/self") or "")
+  while me and me > 0 and where[me] ~= false do
+    where[me] = false
+    me = parent[me]
+  end
+  -- Descendants: follow each chain of parents up to one of the run's.
+  local function of_run(pid, depth)
+    if where[pid] ~= nil or depth > 64 then return where[pid] end
+    local ppid = parent[pid]
+    local found = ppid and ppid > 1 and of_run(ppid, depth + 1)
+    where[pid] = found and ("a child of process " .. ppid) or false
+    return where[pid]
+  end
+  local procs = {}
+  for _, pid in ipairs(pids) do
+    if of_run(pid, 0) then
+      procs[#procs + 1] = { pid = pid, comm = first_line("/proc/" .. pid .. "/comm") or "?",
+        where = where[pid] }
+    end
+  end
+  return procs
+end
+
+-- Pids of every process of this run (see Sim:processes).
+function Sim:node_processes()
+  local pids = {}
+  for i, p in ipairs(self:processes()) do pids[i] = p.pid end
   return pids
 end
 
--- Tear everything down: each node stops its NRs and ndmz, every process in
--- the nodes' mount namespaces ends, then the namespaces go. Best effort all
--- the way: this runs after failures too.
-function Sim:destroy()
-  for _, id in ipairs(self.order) do
-    pcall(self.call, self, id, "node.stop", {})
-  end
-  for _, sig in ipairs({ "TERM", "KILL" }) do
+-- Signal every process of the run, and again whatever is left (or new),
+-- until nothing is: TERM first, with a grace time, then KILL. True once
+-- nothing is left.
+function Sim:end_processes()
+  for round = 1, 10 do
+    self:learn_namespaces()
     local pids = self:node_processes()
-    if #pids == 0 then break end
+    if #pids == 0 then return true end
     local list = {}
     for i, p in ipairs(pids) do list[i] = tostring(p) end
-    sh("kill -" .. sig .. " " .. table.concat(list, " ") .. " 2>/dev/null")
-    for _ = 1, 100 do
-      if #self:node_processes() == 0 then break end
+    sh("kill -" .. (round == 1 and "TERM" or "KILL") .. " " .. table.concat(list, " ") .. " 2>/dev/null")
+    for _ = 1, round == 1 and 50 or 25 do
+      local alive = false
+      for _, p in ipairs(pids) do
+        if ns_id(p, "mnt") then alive = true break end
+      end
+      if not alive then break end
       sh("sleep 0.02")
     end
   end
+  return #self:node_processes() == 0
+end
+
+-- Tear everything down: each node stops its NRs and ndmz, every process of
+-- the run ends (found by namespace, see Sim:processes), then the namespaces
+-- go. Best effort all the way: this runs after failures too.
+function Sim:destroy()
+  -- Before anything ends: the names inside the nodes go with their holders.
+  self:learn_namespaces()
+  for _, id in ipairs(self.order) do
+    if holder_alive(self.nodes[id]) then pcall(self.call, self, id, "node.stop", {}) end
+  end
+  self:end_processes()
   for i = #self.namespaces, 1, -1 do
     if core.netns.exists(self.namespaces[i]) then core.netns.delete(self.namespaces[i], 500) end
   end
+  -- Deleting a name ends its processes too; anything that slipped in
+  -- meanwhile ends here.
+  self:end_processes()
 end
 
--- What is left of this run: named namespaces and node processes.
+-- What is left of this run: named namespaces and processes (those of
+-- Sim:processes, in namespaces learnt before and now), one line each.
 function Sim:leftovers()
+  self:learn_namespaces()
   local left = {}
   for _, name in ipairs(core.netns.list() or {}) do
     if name:sub(1, #self.prefix) == self.prefix then left[#left + 1] = "namespace " .. name end
   end
-  for _, pid in ipairs(self:node_processes()) do
-    left[#left + 1] = "process " .. pid .. " (" .. sh("cat /proc/" .. pid .. "/comm") .. ")"
+  for _, p in ipairs(self:processes()) do
+    left[#left + 1] = "process " .. p.pid .. " (" .. p.comm .. ") in " .. p.where
   end
   return left
 end
