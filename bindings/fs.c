@@ -3,6 +3,10 @@
 #include "../core/fs.h"
 #include "../core/netns.h"
 
+#include <unistd.h>
+
+#define ZM_LOCK_MT "zmesh.lock"
+
 static mode_t check_mode(lua_State *L, int idx, lua_Integer dflt)
 {
 	lua_Integer mode = luaL_optinteger(L, idx, dflt);
@@ -56,7 +60,78 @@ static int l_readlink(lua_State *L)
 	return 1;
 }
 
+/* remove(path): a file; nil, "ENOENT: …" when there is none. */
+static int l_remove(lua_State *L)
+{
+	return zm_push_result(L, zm_fs_remove(luaL_checkstring(L, 1)));
+}
+
+/* stat(path) -> {type = "file"|"dir"|"socket"|"symlink"|"other", size} */
+static int l_stat(lua_State *L)
+{
+	static const char *const types[] = { "", "file", "dir", "socket",
+					     "symlink", "other" };
+	enum zm_fs_type type;
+	off_t size;
+	int err = zm_fs_stat(luaL_checkstring(L, 1), &type, &size);
+
+	if (err)
+		return zm_push_error(L, err);
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, types[type]);
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, (lua_Integer)size);
+	lua_setfield(L, -2, "size");
+	return 1;
+}
+
+/* lock(path [, timeout_ms = 0]) -> handle (close() or <close> releases) */
+static int l_lock(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	lua_Integer timeout = luaL_optinteger(L, 2, 0);
+	int *ud, fd;
+
+	luaL_argcheck(L, timeout >= 0 && timeout <= 3600000, 2,
+		      "timeout must be 0..3600000 ms");
+	ud = lua_newuserdatauv(L, sizeof(*ud), 0);
+	*ud = -1;
+	luaL_setmetatable(L, ZM_LOCK_MT);
+	fd = zm_fs_lock(path, (unsigned int)timeout);
+	if (fd < 0)
+		return zm_push_error(L, fd);
+	*ud = fd;
+	return 1;
+}
+
+/* Both __gc and __close: idempotent. */
+static int lock_close(lua_State *L)
+{
+	int *ud = luaL_checkudata(L, 1, ZM_LOCK_MT);
+
+	if (*ud >= 0)
+		close(*ud);
+	*ud = -1;
+	return 0;
+}
+
+static int lock_tostring(lua_State *L)
+{
+	int *ud = luaL_checkudata(L, 1, ZM_LOCK_MT);
+
+	lua_pushstring(L, *ud >= 0 ? "zmesh.lock (held)" : "zmesh.lock (released)");
+	return 1;
+}
+
+static const luaL_Reg lock_methods[] = {
+	{ "close", lock_close },
+	{ NULL, NULL },
+};
+
 static const luaL_Reg funcs[] = {
+	{ "remove", l_remove },
+	{ "stat", l_stat },
+	{ "lock", l_lock },
 	{ "readlink", l_readlink },
 	{ "mkdir", l_mkdir },
 	{ "write", l_write },
@@ -66,5 +141,16 @@ static const luaL_Reg funcs[] = {
 
 void zm_open_fs(lua_State *L)
 {
+	if (luaL_newmetatable(L, ZM_LOCK_MT)) {
+		luaL_newlib(L, lock_methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "__close");
+		lua_pushcfunction(L, lock_tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 }

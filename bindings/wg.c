@@ -325,7 +325,7 @@ static int l_get(lua_State *L)
 {
 	static const char *const fields[] = { "ns", "name", NULL };
 	static const char *const backends[] = { "auto", "kernel", "userspace" };
-	struct zm_wg_device *dev;
+	struct zm_wg_device **box, *dev;
 	char b64[ZM_KEY_B64_LEN + 1];
 	const char *name;
 	struct zm_ns *ns;
@@ -335,12 +335,18 @@ static int l_get(lua_State *L)
 
 	zm_check_fields(L, 1, fields);
 	name = check_ifname(L, 1);
+	zm_check_ns_field(L, 1, "ns");
+	/* Boxed: a raise while pushing (out of memory) must not leak it. */
+	box = new_devbox(L);
+	zm_wg_device_free(*box);
+	*box = NULL;
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (!err)
-		err = zm_wg_get(ns, name, &dev);
+		err = zm_wg_get(ns, name, box);
 	zm_ns_release(ns, owned);
 	if (err)
 		return zm_push_error(L, err);
+	dev = *box;
 	lua_createtable(L, 0, 7);
 	lua_pushstring(L, dev->name);
 	lua_setfield(L, -2, "name");
@@ -359,7 +365,9 @@ static int l_get(lua_State *L)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, -2, "peers");
+	/* The private key it read goes now, not at the next collection. */
 	zm_wg_device_free(dev);
+	*box = NULL;
 	return 1;
 }
 
@@ -416,21 +424,57 @@ static int l_create(lua_State *L)
 	return 1;
 }
 
+/* delete{ns, name, birth_ns}: birth_ns also ends daemons still starting there. */
 static int l_delete(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", NULL };
+	static const char *const fields[] = { "ns", "name", "birth_ns", NULL };
+	struct zm_ns *ns = NULL, *birth = NULL;
+	bool owned = false, birth_owned = false;
 	const char *name;
-	struct zm_ns *ns;
+	int err;
+
+	zm_check_fields(L, 1, fields);
+	name = check_ifname(L, 1);
+	zm_check_ns_field(L, 1, "ns");
+	zm_check_ns_field(L, 1, "birth_ns");
+	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
+	lua_getfield(L, 1, "birth_ns");
+	if (!err && !lua_isnil(L, -1))
+		err = zm_opt_ns(L, 1, "birth_ns", &birth, &birth_owned);
+	lua_pop(L, 1);
+	if (!err)
+		err = zm_wg_delete(ns, birth, name);
+	zm_ns_release(birth, birth_owned);
+	zm_ns_release(ns, owned);
+	return zm_push_result(L, err);
+}
+
+/* strays{birth_ns, name} → pids of daemons for name started there, not serving. */
+static int l_strays(lua_State *L)
+{
+	static const char *const fields[] = { "birth_ns", "name", NULL };
+	struct zm_ns *birth;
+	const char *name;
+	pid_t *pids;
+	size_t n, i;
 	bool owned;
 	int err;
 
 	zm_check_fields(L, 1, fields);
 	name = check_ifname(L, 1);
-	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
+	err = zm_opt_ns(L, 1, "birth_ns", &birth, &owned);
 	if (!err)
-		err = zm_wg_delete(ns, name);
-	zm_ns_release(ns, owned);
-	return zm_push_result(L, err);
+		err = zm_wg_strays(birth, name, &pids, &n);
+	zm_ns_release(birth, owned);
+	if (err)
+		return zm_push_error(L, err);
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		lua_pushinteger(L, pids[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	free(pids);
+	return 1;
 }
 
 /* pid(name) → the userspace daemon's pid, or nil, err when none answers. */
@@ -460,6 +504,7 @@ static const luaL_Reg funcs[] = {
 	{ "set", l_set },
 	{ "get", l_get },
 	{ "delete", l_delete },
+	{ "strays", l_strays },
 	{ "pid", l_pid },
 	{ "kernel_available", l_kernel_available },
 	{ NULL, NULL },

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int zm_fs_mkdir_p(const char *path, mode_t mode)
@@ -37,6 +39,30 @@ int zm_fs_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+/* fsync the directory holding PATH, so that a rename in it is durable. */
+static int sync_dir_of(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t len = slash ? (size_t)(slash - path) : 1;
+	int fd, err = 0;
+
+	if (len == 0)
+		len = 1;	/* "/name" */
+	if (len >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, slash ? path : ".", len);
+	dir[len] = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd))
+		err = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (err)
+		zm_err_set("cannot sync directory %s", dir);
+	return err;
+}
+
 int zm_fs_write_atomic(const char *path, const void *data, size_t len,
 		       mode_t mode)
 {
@@ -45,9 +71,14 @@ int zm_fs_write_atomic(const char *path, const void *data, size_t len,
 	int fd, err = 0;
 
 	zm_err_clear();
-	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
+	/*
+	 * A fixed name, not mkstemp: there is one writer per node (the node
+	 * lock), and what a killed writer left is overwritten by the next.
+	 */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = mkstemp(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		  mode & 0600);
 	if (fd < 0) {
 		err = -errno;
 		zm_err_set("cannot write %s", path);
@@ -75,8 +106,78 @@ int zm_fs_write_atomic(const char *path, const void *data, size_t len,
 	if (err) {
 		unlink(tmp);
 		zm_err_set("cannot write %s", path);
+		return err;
 	}
-	return err;
+	return sync_dir_of(path);
+}
+
+int zm_fs_remove(const char *path)
+{
+	zm_err_clear();
+	if (unlink(path)) {
+		int err = -errno;
+
+		if (err != -ENOENT)
+			zm_err_set("cannot remove %s", path);
+		return err;
+	}
+	return 0;
+}
+
+int zm_fs_stat(const char *path, enum zm_fs_type *type, off_t *size)
+{
+	struct stat st;
+
+	zm_err_clear();
+	if (lstat(path, &st))
+		return -errno;
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG:
+		*type = ZM_FS_FILE;
+		break;
+	case S_IFDIR:
+		*type = ZM_FS_DIR;
+		break;
+	case S_IFSOCK:
+		*type = ZM_FS_SOCKET;
+		break;
+	case S_IFLNK:
+		*type = ZM_FS_SYMLINK;
+		break;
+	default:
+		*type = ZM_FS_OTHER;
+	}
+	*size = st.st_size;
+	return 0;
+}
+
+int zm_fs_lock(const char *path, unsigned int timeout_ms)
+{
+	struct timespec pause = { 0, 10 * 1000000L };
+	unsigned int waited = 0;
+	int fd, err;
+
+	zm_err_clear();
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		err = -errno;
+		zm_err_set("cannot open lock %s", path);
+		return err;
+	}
+	/* Polled, not blocking: a holder that never lets go must not hang us. */
+	while (flock(fd, LOCK_EX | LOCK_NB)) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK || waited >= timeout_ms) {
+			err = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+			zm_err_set("lock %s is held by another process", path);
+			close(fd);
+			return err;
+		}
+		nanosleep(&pause, NULL);
+		waited += 10;
+	}
+	return fd;
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -8,9 +8,29 @@
 
 /* mkdir -p with MODE for what it creates; existing directories are fine. */
 int zm_fs_mkdir_p(const char *path, mode_t mode);
-/* Write DATA to PATH through a temporary file and rename, with MODE. */
+/*
+ * Write DATA to PATH through PATH.tmp, fsync, rename and fsync of the
+ * directory, with MODE: after a power loss PATH holds the old or the new
+ * content, never a mix. One writer per PATH at a time (the node lock).
+ */
 int zm_fs_write_atomic(const char *path, const void *data, size_t len,
 		       mode_t mode);
+/* Remove a file (not a directory); -ENOENT when there is none. */
+int zm_fs_remove(const char *path);
+
+enum zm_fs_type {
+	ZM_FS_FILE = 1, ZM_FS_DIR, ZM_FS_SOCKET, ZM_FS_SYMLINK, ZM_FS_OTHER,
+};
+/* lstat: the type and size of PATH; -ENOENT when there is nothing. */
+int zm_fs_stat(const char *path, enum zm_fs_type *type, off_t *size);
+
+/*
+ * An exclusive flock(2) on PATH (made 0600 when absent), waited for up to
+ * timeout_ms. Returns the descriptor that holds it, or -errno: -EAGAIN
+ * when another holder kept it all that time. The lock ends when the
+ * descriptor is closed, or with its process, however that ends.
+ */
+int zm_fs_lock(const char *path, unsigned int timeout_ms);
 /* Sorted entry names of DIR (no "." or ".."); free with zm_strv_free. */
 int zm_fs_list(const char *dir, char ***names, size_t *count);
 

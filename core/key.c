@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "key.h"
+#include "fs.h"
 #include "err.h"
 
 #include <errno.h>
@@ -196,11 +197,9 @@ int zm_key_open(const unsigned char *sealed, size_t len,
 
 int zm_key_save(const struct zm_key *key, const char *path)
 {
-	char tmp[PATH_MAX], *b64;
-	int fd, err = 0;
+	char *b64;
+	int err;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
 	if (zm_key_init())
 		return -EIO;
 	b64 = sodium_malloc(ZM_KEY_B64_LEN + 2);
@@ -208,21 +207,7 @@ int zm_key_save(const struct zm_key *key, const char *path)
 		return -ENOMEM;
 	zm_key_export(key, b64);
 	b64[ZM_KEY_B64_LEN] = '\n';
-	fd = mkstemp(tmp);	/* mode 0600 */
-	if (fd < 0) {
-		err = -errno;
-		goto out;
-	}
-	if (fchmod(fd, 0600) ||
-	    write(fd, b64, ZM_KEY_B64_LEN + 1) != ZM_KEY_B64_LEN + 1 ||
-	    fsync(fd))
-		err = errno ? -errno : -EIO;
-	close(fd);
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err)
-		unlink(tmp);
-out:
+	err = zm_fs_write_atomic(path, b64, ZM_KEY_B64_LEN + 1, 0600);
 	sodium_free(b64);
 	if (err)
 		zm_err_set("cannot write key file %s", path);

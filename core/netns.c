@@ -285,6 +285,17 @@ int zm_netns_pids(const char *name, pid_t **pids, size_t *count)
 	return collect_pids(&ns, pids, count);
 }
 
+int zm_ns_pids(const struct zm_ns *ns, pid_t **pids, size_t *count)
+{
+	struct stat st;
+
+	*pids = NULL;
+	*count = 0;
+	if (fstat(ns->fd, &st))
+		return -errno;
+	return collect_pids(&st, pids, count);
+}
+
 static void sleep_ms(unsigned int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };

@@ -51,6 +51,8 @@ const char *zm_ns_label(const struct zm_ns *ns);
  * whatever fn returns. Sockets made by fn stay bound to ns.
  */
 int zm_ns_run(const struct zm_ns *ns, int (*fn)(void *arg), void *arg);
+/* Processes living in ns (the caller excepted); free with free(). */
+int zm_ns_pids(const struct zm_ns *ns, pid_t **pids, size_t *count);
 /* A socket(2) made inside ns; returns the fd or -errno. */
 int zm_ns_socket(const struct zm_ns *ns, int domain, int type, int protocol);
 

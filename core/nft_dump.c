@@ -51,6 +51,8 @@ static int get_gen(struct mnl_socket *nl, uint32_t seq, uint32_t *gen)
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh;
 
+	/* Attribute padding is sent as is: no stack garbage to the kernel. */
+	memset(buf, 0, sizeof(buf));
 	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
 	return zm_nft_request(nl, nlh, on_gen, gen);
 }
@@ -83,6 +85,8 @@ static int get_table(struct mnl_socket *nl, uint32_t seq,
 	if (!t)
 		return -ENOMEM;
 	nftnl_table_set_str(t, NFTNL_TABLE_NAME, d->table);
+	/* Attribute padding is sent as is: no stack garbage to the kernel. */
+	memset(buf, 0, sizeof(buf));
 	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE,
 				    zm_nft_nfproto(d->family), 0, seq);
 	nftnl_table_nlmsg_build_payload(nlh, t);
@@ -155,6 +159,8 @@ static int get_chains(struct mnl_socket *nl, uint32_t seq,
 	if (!ch)
 		return -ENOMEM;
 	nftnl_chain_set_str(ch, NFTNL_CHAIN_TABLE, d->table);
+	/* Attribute padding is sent as is: no stack garbage to the kernel. */
+	memset(buf, 0, sizeof(buf));
 	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN,
 				    zm_nft_nfproto(d->family), NLM_F_DUMP,
 				    seq);
@@ -269,6 +275,8 @@ static int get_rules(struct mnl_socket *nl, uint32_t seq,
 	if (!r)
 		return -ENOMEM;
 	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, d->table);
+	/* Attribute padding is sent as is: no stack garbage to the kernel. */
+	memset(buf, 0, sizeof(buf));
 	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETRULE,
 				    zm_nft_nfproto(d->family), NLM_F_DUMP,
 				    seq);

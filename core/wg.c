@@ -97,12 +97,17 @@ int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out)
 	return err;
 }
 
-int zm_wg_delete(struct zm_ns *ns, const char *name)
+int zm_wg_delete(struct zm_ns *ns, struct zm_ns *birth, const char *name)
 {
 	int err = begin(name);
 
 	if (err)
 		return err;
+	if (birth) {
+		err = zm_wg_uapi_end_strays(birth, NULL, name);
+		if (err)
+			return err;
+	}
 	if (zm_wg_uapi_serves(name) == 1) {
 		err = zm_wg_uapi_stop(name, 2000);
 		if (err)
@@ -116,6 +121,16 @@ int zm_wg_delete(struct zm_ns *ns, const char *name)
 		return err;
 	}
 	return zm_link_delete(ns, name);
+}
+
+int zm_wg_strays(struct zm_ns *birth, const char *name, pid_t **pids,
+		 size_t *count)
+{
+	int err = begin(name);
+
+	*pids = NULL;
+	*count = 0;
+	return err ? err : zm_wg_uapi_strays(birth, NULL, name, pids, count);
 }
 
 int zm_wg_userspace_pid(const char *name)

@@ -123,8 +123,15 @@ int zm_wg_create(const struct zm_wg_create *c, pid_t *pid);
  */
 int zm_wg_set(struct zm_ns *ns, const struct zm_wg_device *dev);
 int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out);
-/* Userspace: stop the daemon (and the socket); both: remove the link. */
-int zm_wg_delete(struct zm_ns *ns, const char *name);
+/*
+ * Userspace: stop the daemon (and the socket); both: remove the link from
+ * ns. BIRTH (may be NULL): also end daemons for NAME started there that do
+ * not serve yet, as a create killed half-way leaves them.
+ */
+int zm_wg_delete(struct zm_ns *ns, struct zm_ns *birth, const char *name);
+/* Pids of such not-yet-serving daemons for NAME in BIRTH; free with free(). */
+int zm_wg_strays(struct zm_ns *birth, const char *name, pid_t **pids,
+		 size_t *count);
 /* The pid serving NAME over the userspace API, or -errno (dead: -ENOENT…). */
 int zm_wg_userspace_pid(const char *name);
 

@@ -24,5 +24,11 @@ int zm_wg_uapi_serves(const char *name);
 int zm_wg_uapi_pid(const char *name);
 /* Stop the daemon serving NAME and remove a stale socket. */
 int zm_wg_uapi_stop(const char *name, unsigned int grace_ms);
+/* Daemons (PROGRAM, NULL: wireguard-go) for NAME living in BIRTH. */
+int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
+		      const char *name, pid_t **pids, size_t *count);
+/* SIGKILL them and wait until they are gone. */
+int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
+			  const char *name);
 
 #endif

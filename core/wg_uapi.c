@@ -533,6 +533,77 @@ int zm_wg_uapi_stop(const char *name, unsigned int grace_ms)
 	return 0;
 }
 
+/* 1 when PID runs PROGRAM (by base name) for interface NAME ("… -f NAME"). */
+static int runs_daemon_for(pid_t pid, const char *program, const char *name)
+{
+	char path[64], buf[512], *base, *last;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	/* argv ends with the interface name: the last NUL-separated word. */
+	if (buf[n - 1] == '\0')
+		n--;
+	buf[n] = '\0';
+	last = memrchr(buf, '\0', (size_t)n);
+	last = last ? last + 1 : buf;
+	return !strcmp(base, program) && !strcmp(last, name);
+}
+
+int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
+		      const char *name, pid_t **pids, size_t *count)
+{
+	const char *prog = program ? program : "wireguard-go";
+	const char *slash = strrchr(prog, '/');
+	size_t i, kept = 0;
+	pid_t *v;
+	int err;
+
+	err = zm_ns_pids(birth, &v, count);
+	if (err)
+		return err;
+	for (i = 0; i < *count; i++)
+		if (process_alive(v[i]) &&
+		    runs_daemon_for(v[i], slash ? slash + 1 : prog, name))
+			v[kept++] = v[i];
+	*count = kept;
+	*pids = v;
+	return 0;
+}
+
+int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
+			  const char *name)
+{
+	size_t n, i;
+	pid_t *pids;
+	int err;
+
+	err = zm_wg_uapi_strays(birth, program, name, &pids, &n);
+	if (err)
+		return err;
+	for (i = 0; i < n && !err; i++)
+		if (end_process(pids[i], SIGKILL, 2000)) {
+			zm_err_set("wireguard-go for '%s' (pid %d) does not end",
+				   name, pids[i]);
+			err = -EBUSY;
+		}
+	free(pids);
+	/* A socket a stray made before it died is stale now. */
+	if (n && !err && !zm_wg_uapi_serves(name))
+		unlink_socket(name);
+	return err;
+}
+
 /*
  * Forked twice so that the daemon belongs to no one (init reaps it) and
  * outlives a short-lived zmesh. The middle child reports the daemon's pid;
@@ -579,8 +650,16 @@ static int spawn_daemon(const struct zm_wg_create *c, pid_t *out)
 			dup2(exec_pipe[1], 3);
 			fcntl(3, F_SETFD, FD_CLOEXEC);
 			close_range(4, ~0U, 0);
-			setenv("WG_PROCESS_FOREGROUND", "1", 1);
-			execvp(program, argv);
+			/*
+			 * Only what it needs: the caller's environment
+			 * (secrets, proxies, Go tuning) is none of its business.
+			 */
+			char *envp[] = {
+				"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+				"WG_PROCESS_FOREGROUND=1", NULL
+			};
+
+			execvpe(program, argv, envp);
 exec_failed:
 			err = errno;
 			if (write(3, &err, sizeof(err)) < 0)
@@ -651,6 +730,13 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 		return -EEXIST;
 	}
 	zm_err_clear();
+	/*
+	 * A create killed half-way may have left a daemon that is still
+	 * starting (no socket yet): it would take the name from under ours.
+	 */
+	err = zm_wg_uapi_end_strays(c->birth, c->program, c->name);
+	if (err)
+		return err;
 	if (mkdir(ZM_WG_SOCKET_DIR, 0755) && errno != EEXIST) {
 		err = -errno;
 		zm_err_set("cannot make %s", ZM_WG_SOCKET_DIR);
