@@ -15,10 +15,31 @@ static void check_spec(lua_State *L, struct zm_route_spec *s)
 	struct zm_cidr c;
 
 	memset(s, 0, sizeof(*s));
+	switch (zm_opt_int(L, 1, "family", 0, 0, 6)) {
+	case 0:
+		break;
+	case 4:
+		s->family = AF_INET;
+		break;
+	case 6:
+		s->family = AF_INET6;
+		break;
+	default:
+		zm_field_error(L, 1, "family", "4 or 6 expected");
+	}
 	s->dst = zm_opt_string(L, 1, "dst", true);
-	if (strcmp(s->dst, "default") && strcmp(s->dst, "default6") &&
-	    zm_cidr_parse(s->dst, &c))
+	if (!strcmp(s->dst, "default")) {
+		if (!s->family)
+			zm_field_error(L, 1, "family",
+				       "a default route needs family 4 or 6");
+	} else if (zm_cidr_parse(s->dst, &c)) {
 		zm_field_error(L, 1, "dst", zm_err_text());
+	} else if (s->family && c.family != s->family) {
+		zm_field_error(L, 1, "dst",
+			       lua_pushfstring(L, "'%s' is not an IPv%d prefix",
+					       s->dst,
+					       s->family == AF_INET ? 4 : 6));
+	}
 	s->via = zm_opt_string(L, 1, "via", false);
 	if (s->via && zm_ip_parse(s->via, &c))
 		zm_field_error(L, 1, "via", zm_err_text());
@@ -34,12 +55,15 @@ static void check_spec(lua_State *L, struct zm_route_spec *s)
 	zm_check_ns_field(L, 1, "ns");
 }
 
-/* add{ns, dst = "default"|"10.0.0.0/8"|…, via, dev, metric, table, replace} */
+/*
+ * add{ns, family = 4|6, dst = "default"|"10.0.0.0/8"|…, via, dev, metric,
+ * table, replace}: family is needed for "default", else taken from dst.
+ */
 static int l_add(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "dst", "via", "dev",
-					      "metric", "table", "replace",
-					      NULL };
+	static const char *const fields[] = { "ns", "family", "dst", "via",
+					      "dev", "metric", "table",
+					      "replace", NULL };
 	struct zm_route_spec s;
 	struct zm_ns *ns;
 	bool owned;
@@ -57,8 +81,8 @@ static int l_add(lua_State *L)
 
 static int l_delete(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "dst", "via", "dev",
-					      "metric", "table", NULL };
+	static const char *const fields[] = { "ns", "family", "dst", "via",
+					      "dev", "metric", "table", NULL };
 	struct zm_route_spec s;
 	struct zm_ns *ns;
 	bool owned;

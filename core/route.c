@@ -24,7 +24,8 @@ static int fail(int err, const struct zm_route_spec *s, const struct zm_ns *ns)
 	return err;
 }
 
-static int parse_dst(const char *dst, const char *via, struct zm_cidr *c)
+/* "default" has no family of its own: the caller says which. */
+static int parse_dst(const char *dst, int family, struct zm_cidr *c)
 {
 	int err;
 
@@ -32,17 +33,22 @@ static int parse_dst(const char *dst, const char *via, struct zm_cidr *c)
 		zm_err_set("destination missing");
 		return -EINVAL;
 	}
-	if (!strcmp(dst, "default") || !strcmp(dst, "default6")) {
+	if (!strcmp(dst, "default")) {
+		if (family != AF_INET && family != AF_INET6) {
+			zm_err_set("a default route needs its family");
+			return -EINVAL;
+		}
 		memset(c, 0, sizeof(*c));
-		c->family = AF_INET;
-		/* "default" follows the gateway's family when there is one. */
-		if (!strcmp(dst, "default6") || (via && strchr(via, ':')))
-			c->family = AF_INET6;
+		c->family = family;
 		return 0;
 	}
 	err = zm_cidr_parse(dst, c);
 	if (err)
 		return err;
+	if (family && c->family != family) {
+		zm_err_set("%s is not of the route's family", dst);
+		return -EINVAL;
+	}
 	if (!c->has_prefix)
 		c->prefix = zm_ip_len(c->family) * 8;
 	return 0;
@@ -58,7 +64,7 @@ static int build(struct zm_ns *ns, const struct zm_route_spec *s,
 	int err, idx = 0;
 
 	zm_err_clear();
-	err = parse_dst(s->dst, s->via, &d);
+	err = parse_dst(s->dst, s->family, &d);
 	if (err)
 		return err;
 	if (s->via) {

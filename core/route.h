@@ -10,7 +10,8 @@
 struct zm_ns;
 
 struct zm_route_spec {
-	const char *dst;	/* "default", "default6" or a prefix */
+	int family;		/* AF_INET, AF_INET6; 0: the prefix's own */
+	const char *dst;	/* "default" (with family) or a prefix */
 	const char *via;	/* gateway address, or NULL */
 	const char *dev;	/* output link, or NULL */
 	unsigned int metric;

@@ -88,8 +88,12 @@ describe("zmesh.core", function()
         { dev = "lo", addr = "nonsense" })
       raises("field 'dst'", core.route.add, { dst = "10.0.0.0/40", dev = "lo" })
       raises("field 'via': '10.0.0' is not an IPv4 or IPv6 address", core.route.add,
-        { dst = "default", via = "10.0.0" })
-      raises("a route needs field 'via' or 'dev'", core.route.add, { dst = "default" })
+        { family = 4, dst = "default", via = "10.0.0" })
+      raises("a route needs field 'via' or 'dev'", core.route.add, { family = 4, dst = "default" })
+      raises("field 'family': a default route needs family 4 or 6", core.route.add,
+        { dst = "default", dev = "lo" })
+      raises("field 'dst': '10.0.0.0/8' is not an IPv6 prefix", core.route.add,
+        { family = 6, dst = "10.0.0.0/8", dev = "lo" })
       raises("field 'family': 4 or 6 expected", core.route.dump, nil, { family = 5 })
     end)
   end)

@@ -52,10 +52,10 @@ describe("addr, route, sysctl", function()
   it("adds default, via and dev routes, replaces and deletes them", function()
     assert(core.addr.add { ns = A, dev = "va", addr = "192.0.2.1/24" })
     assert(core.addr.add { ns = A, dev = "va", addr = "2001:db8::1/64", nodad = true })
-    assert.is_true(core.route.add { ns = A, dst = "default", via = "192.0.2.2" })
+    assert.is_true(core.route.add { ns = A, family = 4, dst = "default", via = "192.0.2.2" })
     assert.is_true(core.route.add { ns = A, dst = "198.51.100.0/24", via = "192.0.2.3", dev = "va", metric = 7 })
     assert.is_true(core.route.add { ns = A, dst = "203.0.113.0/24", dev = "va" })
-    assert.is_true(core.route.add { ns = A, dst = "default", via = "2001:db8::2" })
+    assert.is_true(core.route.add { ns = A, family = 6, dst = "default", via = "2001:db8::2" })
     local routes = {}
     for _, r in ipairs(ip_json(A, "route show")) do routes[r.dst] = r end
     assert.equal("192.0.2.2", routes.default.gateway)
@@ -64,9 +64,9 @@ describe("addr, route, sysctl", function()
     assert.equal("link", routes["203.0.113.0/24"].scope)
     local r6 = ip_json(A, "-6 route show default")[1]
     assert.equal("2001:db8::2", r6.gateway)
-    local ok, err, ename = core.route.add { ns = A, dst = "default", via = "192.0.2.9" }
+    local ok, err, ename = core.route.add { ns = A, family = 4, dst = "default", via = "192.0.2.9" }
     assert.equal("EEXIST", ename)
-    assert.is_true(core.route.add { ns = A, dst = "default", via = "192.0.2.9", replace = true })
+    assert.is_true(core.route.add { ns = A, family = 4, dst = "default", via = "192.0.2.9", replace = true })
     assert.equal("192.0.2.9", ip_json(A, "route show default")[1].gateway)
     ok, err, ename = core.route.add { ns = A, dst = "10.0.0.0/8", via = "10.9.9.9" }
     assert.is_nil(ok)
@@ -79,10 +79,10 @@ describe("addr, route, sysctl", function()
     assert.equal("kernel", dumped["192.0.2.0/24"].protocol)
     assert.equal("static", dumped["203.0.113.0/24"].protocol)
     for _, r in ipairs(core.route.dump(A, { family = 6 })) do assert.equal(6, r.family) end
-    assert.is_true(core.route.delete { ns = A, dst = "default", via = "192.0.2.9" })
-    assert.is_true(core.route.delete { ns = A, dst = "default6", via = "2001:db8::2" })
+    assert.is_true(core.route.delete { ns = A, family = 4, dst = "default", via = "192.0.2.9" })
+    assert.is_true(core.route.delete { ns = A, family = 6, dst = "default", via = "2001:db8::2" })
     assert.same({}, ip_json(A, "route show default"))
-    ok, err, ename = core.route.delete { ns = A, dst = "default", via = "192.0.2.9" }
+    ok, err, ename = core.route.delete { ns = A, family = 4, dst = "default", via = "192.0.2.9" }
     assert.equal("ESRCH", ename)
   end)
 
