@@ -39,8 +39,12 @@
 -- discovery on the uplink is allowed, or IPv6 on the link breaks. The
 -- ndmz is the same diode towards the node's uplink, plus the WireGuard
 -- ports of the NRs' tunnels (their sockets live in the ndmz) and DHCP
--- replies when asked. Every drop counts packets, named by comment, so that
--- `zmesh` can show what the diode stopped.
+-- replies when asked. Towards the NRs the ndmz is a router only: nothing
+-- arriving from the bridge may reach the ndmz itself (its uplink address,
+-- 100.127.0.1, a socket listening there), only replies and neighbour
+-- discovery, so that no tenant reaches the node's shared namespace. Every
+-- drop counts packets, named by comment, so that `zmesh` can show what
+-- the diode stopped.
 local ip = require "zmesh.ip"
 
 local ND = { "nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit",
@@ -144,6 +148,14 @@ local function ndmz(ctx)
       verdict = "accept", comment = "dhcpv6" }
   end
   local chains = diode(up, extra)
+  local bridge = need(ctx, "bridge", "interface name")
+  local input = chains[1].rules
+  for _, r in ipairs({
+    { match = { iifname = bridge, ct_state = REPLIES }, verdict = "accept" },
+    { match = { iifname = bridge, icmpv6_type = ND }, verdict = "accept",
+      comment = "nrs neighbour discovery" },
+    { match = { iifname = bridge }, counter = true, verdict = "drop", comment = "input from nrs" },
+  }) do input[#input + 1] = r end
   chains[#chains + 1] = nat(up, {})
   return { family = "inet", table = ctx.table or "zmesh", chains = chains }
 end

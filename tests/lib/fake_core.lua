@@ -8,8 +8,8 @@ local fake_core = {}
 local function err(name, msg) return nil, name .. ": " .. msg, name end
 
 function fake_core.new()
-  local S = { netns = {}, host = nil, files = {}, calls = {}, next_index = 10,
-    fail = {} }
+  local S = { netns = {}, stale = {}, host = nil, files = {}, calls = {}, next_index = 10,
+    fail = {}, locks = {} }
   local function new_ns() return { links = { lo = { name = "lo", index = 1, up = false, mtu = 65536 } },
     addrs = {}, routes = {}, sysctl = {} } end
   S.host = new_ns()
@@ -40,7 +40,7 @@ function fake_core.new()
   local core = { version = "fake" }
   core.netns = {
     create = function(name)
-      if S.netns[name] then return err("EEXIST", "namespace exists") end
+      if S.netns[name] or S.stale[name] then return err("EEXIST", "namespace exists") end
       local ok, e, n = record("netns.create", name)
       if not ok then return ok, e, n end
       S.netns[name] = new_ns()
@@ -48,6 +48,10 @@ function fake_core.new()
     end,
     delete = function(name)
       local st = S.netns[name]
+      if not st and S.stale[name] then
+        S.stale[name] = nil
+        return record("netns.delete", name)
+      end
       if not st then return err("ENOENT", "namespace does not exist") end
       local ok, e, n = record("netns.delete", name)
       if not ok then return ok, e, n end
@@ -60,9 +64,11 @@ function fake_core.new()
       return true
     end,
     exists = function(name) return S.netns[name] ~= nil end,
+    -- Live names, and the dead ones (S.stale) a killed change leaves.
     list = function()
       local out = {}
       for name in pairs(S.netns) do out[#out + 1] = name end
+      for name in pairs(S.stale) do out[#out + 1] = name end
       table.sort(out)
       return out
     end,
@@ -214,11 +220,15 @@ function fake_core.new()
     end,
   }
 
+  -- As the bindings: "default" needs its family, a prefix has its own.
   local function route_family(o)
-    if o.dst == "default6" or (o.via and o.via:find(":")) or o.dst:find(":") then return 6 end
-    return 4
+    if o.dst == "default" then
+      assert(o.family == 4 or o.family == 6, "bad argument #1 to 'add' (field 'family': a default route needs family 4 or 6)")
+      return o.family
+    end
+    return o.dst:find(":") and 6 or 4
   end
-  local function route_dst(o) return (o.dst == "default6") and "default" or o.dst end
+  local function route_dst(o) return o.dst end
 
   core.route = {
     add = function(o)
@@ -284,10 +294,9 @@ function fake_core.new()
     public = function(k) return k.pub end,
     export = function(k) return k.secret end,
     seal = function(k, recipient)
-      -- Base64-shaped like a real sealed box, reversible for open_sealed.
-      return (recipient .. "|" .. k.secret):gsub(".", function(c)
-        return string.format("%02x", c:byte())
-      end)
+      -- Canonical base64 like a real sealed box (the NR config checks it),
+      -- reversible for open_sealed.
+      return (require("fake_keys").b64encode(recipient .. "|" .. k.secret))
     end,
     save = function(k, path) S.files[path] = k.secret; return true end,
     close = function() end,
@@ -312,7 +321,7 @@ function fake_core.new()
       return make_key(S.files[path])
     end,
     open_sealed = function(sealed, node_key)
-      local text = sealed:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
+      local text = require("fake_keys").b64decode(sealed) or ""
       local recipient, secret = text:match("^(.-)|(.+)$")
       if recipient ~= node_key.pub then return err("EBADMSG", "does not open") end
       return make_key(secret)
@@ -374,6 +383,8 @@ function fake_core.new()
       if S.daemons[name] then return 4242 end
       return err("ENOENT", "no daemon")
     end,
+    -- Daemons still starting: the fake's start is instant.
+    strays = function() return {} end,
     kernel_available = function() return false end,
   }
 
@@ -393,6 +404,27 @@ function fake_core.new()
       for line in p:lines() do out[#out + 1] = line end
       p:close()
       return out
+    end,
+    remove = function(path)
+      local ok = os.remove(path)
+      if not ok then return err("ENOENT", "no file " .. path) end
+      return true
+    end,
+    stat = function(path)
+      local p = io.popen("stat -c %F '" .. path .. "' 2>/dev/null")
+      local kind = p:read("l")
+      p:close()
+      if not kind then return err("ENOENT", "no file " .. path) end
+      local types = { ["regular file"] = "file", ["regular empty file"] = "file",
+        directory = "dir", socket = "socket", ["symbolic link"] = "symlink" }
+      return { type = types[kind] or "other", size = 0 }
+    end,
+    -- One process: a lock is held or not; a second holder is refused.
+    lock = function(path)
+      if S.locks[path] then return err("EAGAIN", "lock " .. path .. " is held") end
+      S.locks[path] = true
+      local h = { close = function() S.locks[path] = nil end }
+      return setmetatable(h, { __close = function() S.locks[path] = nil end })
     end,
   }
   -- Tables as applied: dump gives back their chains and rule comments.

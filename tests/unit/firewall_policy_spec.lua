@@ -143,8 +143,22 @@ describe("firewall policy, ndmz", function()
     assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 4, daddr = "203.0.113.1" })))
   end)
 
+  it("lets nothing from the NRs reach the ndmz itself, only replies", function()
+    local d = assert(firewall.from_policy("ndmz", { uplink = "public", bridge = "tonrs",
+      range = "100.127.0.0/16", wg_port_range = { min = 51820, max = 51830 } }))
+    for _, proto in ipairs({ "udp", "tcp" }) do
+      assert.equals("drop", (walk(d, "input", { iif = "tonrs", ct = "new", family = 4,
+        l4proto = proto, dport = 51820 })))
+    end
+    assert.equals("drop", (walk(d, "input", { iif = "tonrs", ct = "new", family = 6,
+      l4proto = "udp", dport = 53 })))
+    assert.equals("accept", (walk(d, "input", { iif = "tonrs", ct = "established", family = 4 })))
+    -- Routed through the ndmz, out of the uplink: still the NRs' Internet.
+    assert.equals("accept", (walk(d, "forward", { iif = "tonrs", oif = "public", ct = "new", family = 4 })))
+  end)
+
   it("has no WireGuard or DHCP openings unless asked", function()
-    local d = assert(firewall.from_policy("ndmz", { uplink = "public" }))
+    local d = assert(firewall.from_policy("ndmz", { uplink = "public", bridge = "tonrs" }))
     local text = firewall.render(d)
     assert.not_matches("dport", text, 1, true)
     assert.equals("drop", (walk(d, "input", { iif = "public", ct = "new", family = 4, l4proto = "udp",

@@ -136,6 +136,7 @@ describe("node side (fake core)", function()
     nr.apply(ctx, nr_config())
     local res = container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
     assert.equal(res.port, require("zmesh.node.names").container_port("c1"))
+    assert.truthy(fake.core.link.get("n-abc", res.port))
     local eth0 = fake.core.link.get("c1", "eth0")
     assert.is_true(eth0.up)
     assert.same({ { dev = "eth0", addr = "10.1.1.10/24", scope = "global", family = 4 } },
@@ -236,6 +237,112 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     n2.stop(c2)
     assert.truthy(fake.core.link.get(nil, "eth0"))
     assert.is_false(fake.core.netns.exists("ndmz"))
+  end)
+
+  it("converges over a dead namespace name a kill left, and removes one", function()
+    fake.stale["n-abc"] = true
+    local plan = nr.plan(ctx, nr_config())
+    assert.matches("remove dead namespace name n%-abc", plan[1])
+    assert.equal("create namespace n-abc", plan[2])
+    nr.apply(ctx, nr_config())
+    assert.is_true(fake.core.netns.exists("n-abc"))
+    assert.same({}, nr.plan(ctx, nr_config()))
+    fake.stale["n-zz"] = true
+    assert.same({ "abc", "zz" }, (function()
+      local ids = {}
+      for i, n in ipairs(nr.list(ctx)) do ids[i] = n.net_id end
+      return ids
+    end)())
+    assert.is_true((nr.remove(ctx, "zz")))
+    assert.is_nil(fake.stale["n-zz"])
+    assert.is_false((nr.remove(ctx, "zz")))
+  end)
+
+  it("replaces a WireGuard left half-made in the ndmz by a killed apply", function()
+    -- The daemon started in the ndmz; the kill came before the move.
+    assert(fake.core.wg.create { name = "w-abc", birth_ns = "ndmz", ns = "ndmz" })
+    local plan = nr.plan(ctx, nr_config())
+    local found
+    for _, line in ipairs(plan) do
+      if line:match("remove half%-made wireguard w%-abc@ndmz") then found = true end
+    end
+    assert.is_true(found, table.concat(plan, "\n"))
+    nr.apply(ctx, nr_config())
+    assert.is_nil(fake.core.link.get("ndmz", "w-abc"))
+    assert.truthy(fake.core.link.get("n-abc", "w-abc"))
+    assert.same({}, nr.plan(ctx, nr_config()))
+  end)
+
+  it("removes through a plan, everything the NR owned, and the same NR applies again", function()
+    nr.apply(ctx, nr_config())
+    container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    local plan = nr.plan_remove(ctx, "abc")
+    assert.truthy(#plan >= 4)
+    assert.is_true(fake.core.netns.exists("n-abc"))
+    fake.reset_calls()
+    local removed, done = nr.remove(ctx, "abc")
+    assert.is_true(removed)
+    assert.same(plan, done)
+    assert.is_nil(fake.core.link.get("ndmz", "n-abc"))
+    assert.is_nil(fake.core.link.get("c1", "eth0"))
+    assert.is_true(fake.core.netns.exists("c1"))
+    assert.same({}, nr.list(ctx))
+    assert.same({}, fake.core.fs.list(dir .. "/run/nr"))
+    assert.same({}, fake.core.fs.list(dir .. "/run/containers"))
+    nr.apply(ctx, nr_config())
+  end)
+
+  it("removes what an interrupted first apply left on nr.check", function()
+    assert(fake.core.netns.create("n-half"))
+    local res = nr.check(ctx)
+    assert.same({ "half" }, res.removed)
+    assert.is_false(fake.core.netns.exists("n-half"))
+  end)
+
+  it("gives colliding containers distinct links; a detach touches only its own", function()
+    local names = require "zmesh.node.names"
+    assert.equal(names.container_port("c8906"), names.container_port("cc10a0"))
+    nr.apply(ctx, nr_config())
+    local a = container.attach(ctx, { net_id = "abc", netns = "c8906", ip = "10.1.1.10", create = true })
+    local b = container.attach(ctx, { net_id = "abc", netns = "cc10a0", ip = "10.1.1.11", create = true })
+    assert.not_equal(a.port, b.port)
+    -- Attached again: the same link, nothing changes.
+    assert.same({}, container.attach(ctx, { net_id = "abc", netns = "cc10a0", ip = "10.1.1.11" }).changes)
+    assert.is_true(container.detach(ctx, { net_id = "abc", netns = "cc10a0" }).detached)
+    assert.truthy(fake.core.link.get("n-abc", a.port))
+    assert.truthy(fake.core.link.get("c8906", "eth0"))
+    assert.is_nil(fake.core.link.get("cc10a0", "eth0"))
+    -- Not attached: nothing to detach, nothing touched.
+    fake.reset_calls()
+    assert.is_false(container.detach(ctx, { net_id = "abc", netns = "cc10a0" }).detached)
+    assert.same({}, fake.calls)
+  end)
+
+  it("removes a namespace it made when the attach fails", function()
+    nr.apply(ctx, nr_config())
+    fake.fail["addr.add"] = "EINVAL"
+    local ok, err = pcall(container.attach, ctx, { net_id = "abc", netns = "c9", ip = "10.1.1.10",
+      create = true })
+    assert.is_false(ok)
+    assert.matches("rolled back", err)
+    assert.is_false(fake.core.netns.exists("c9"))
+  end)
+
+  it("holds the node lock around every change, re-entrantly", function()
+    local lock = require "zmesh.node.lock"
+    local other <close> = assert(fake.core.fs.lock(lock.path(ctx)))
+    local ok, err = pcall(nr.apply, ctx, nr_config())
+    assert.is_false(ok)
+    assert.matches("this node is busy", err)
+    ok, err = pcall(node.stop, ctx)
+    assert.is_false(ok)
+    assert.matches("this node is busy", err)
+    other:close()
+    nr.apply(ctx, nr_config())
+    -- nr.check applies under the lock it holds.
+    fake.core.wg.delete { ns = "n-abc", name = "w-abc" }
+    assert.same({ "abc" }, nr.check(ctx).restarted)
+    assert.is_false(lock.holding())
   end)
 
   it("publishes facts with the node key and uplink addresses", function()

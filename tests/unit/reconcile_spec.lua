@@ -49,7 +49,7 @@ describe("reconcile.diff", function()
     local want = {
       { kind = "link", ns = "x", name = "br", type = "bridge", up = true },
       { kind = "addr", ns = "x", dev = "br", addr = "10.0.0.1/24" },
-      { kind = "route", ns = "x", dst = "default", via = "10.0.0.254", dev = "br" },
+      { kind = "route", ns = "x", family = 4, dst = "default", via = "10.0.0.254", dev = "br" },
     }
     local actions = diff.compute(want, inv({ x = st }), { own_routes = { "x" } })
     assert.same({ "addr_delete", "route_delete" }, ops(actions))
@@ -59,9 +59,26 @@ describe("reconcile.diff", function()
     assert.same({ "addr_delete" }, ops(diff.compute(want, inv({ x = st }))))
   end)
 
+  it("keeps IPv4 and IPv6 defaults apart, and says which in the plan", function()
+    local st = { links = {}, addrs = {}, routes = { { dst = "default", via = "10.0.0.1", family = 4,
+      protocol = "static" } } }
+    local want = {
+      { kind = "route", ns = "x", family = 4, dst = "default", via = "10.0.0.1" },
+      { kind = "route", ns = "x", family = 6, dst = "default", via = "fe80::1", dev = "up" },
+    }
+    local actions = diff.compute(want, inv({ x = st }), { own_routes = { "x" } })
+    assert.same({ "route_replace" }, ops(actions))
+    assert.equal(6, actions[1].family)
+    assert.equal("route default (IPv6) via fe80::1 dev up in x", actions[1].text)
+    -- Without a family, a default route is a mistake, not a guess.
+    assert.has_error(function()
+      diff.compute({ { kind = "route", ns = "x", dst = "default", via = "10.0.0.1" } }, inv({ x = st }))
+    end, "route default in x has no family")
+  end)
+
   it("replaces a route whose gateway changed", function()
     local st = { links = {}, addrs = {}, routes = { { dst = "default", via = "10.0.0.254", family = 4, protocol = "static" } } }
-    local actions = diff.compute({ { kind = "route", ns = "x", dst = "default", via = "10.0.0.1" } }, inv({ x = st }))
+    local actions = diff.compute({ { kind = "route", ns = "x", family = 4, dst = "default", via = "10.0.0.1" } }, inv({ x = st }))
     assert.same({ "route_replace" }, ops(actions))
   end)
 

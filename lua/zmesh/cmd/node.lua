@@ -5,15 +5,15 @@ local json = require "zmesh.json"
 
 local subcommands = {
   { "start", "node.start", "bring up the ndmz; make the node key on first start" },
-  { "stop", "node.stop", "remove every NR and the ndmz" },
+  { "stop", "node.stop", "remove every NR and the ndmz (--dry-run: the plan only)" },
   { "facts", "node.facts", "print what this node publishes (id, key, addresses, ports)" },
   { "status", "node.status", "the ndmz and the NRs of this node" },
   { "plan", "node.plan", "the changes `start` would make" },
   { "apply", "nr.apply", "apply the NR config in FILE (- for standard input)" },
   { "diff", "nr.plan", "the changes `apply FILE` would make, changing nothing" },
-  { "remove", "nr.remove", "remove the NR NET_ID" },
+  { "remove", "nr.remove", "remove the NR NET_ID (--dry-run: the plan only)" },
   { "list", "nr.list", "the NRs on this node" },
-  { "check", "nr.check", "restart NRs whose WireGuard died" },
+  { "check", "nr.check", "restart NRs whose WireGuard died; remove half-made ones" },
 }
 
 local function help()
@@ -29,25 +29,26 @@ subcommands:]] }
   return table.concat(lines, "\n")
 end
 
+-- The NR config in PATH or on standard input ("-"), size-capped; a
+-- directory or a device without end gets a message, not a Lua error.
 local function read_file(path)
-  local f, err = path == "-" and io.stdin or io.open(path)
-  if not f then return nil, err end
-  local text = f:read("a")
-  if f ~= io.stdin then f:close() end
-  return json.decode(text)
+  if path == "-" then return json.read(io.stdin, "standard input") end
+  return json.read_file(path)
 end
 
 return {
   summary = "run the node side: ndmz, NRs (start, apply, facts, …)",
-  usage = "SUBCOMMAND [ARG] [--config PATH]",
+  usage = "SUBCOMMAND [ARG] [--config PATH] [--dry-run]",
   help = help(),
   run = function(args)
-    local sub, arg, config
+    local sub, arg, config, dry_run
     local i = 1
     while args[i] do
       if args[i] == "--config" then
         config = args[i + 1]
         i = i + 2
+      elseif args[i] == "--dry-run" then
+        dry_run, i = true, i + 1
       elseif not sub then sub, i = args[i], i + 1
       elseif not arg then arg, i = args[i], i + 1
       else
@@ -76,6 +77,13 @@ return {
       end
     elseif sub == "remove" then
       params = { net_id = arg }
+    end
+    if dry_run then
+      if sub ~= "remove" and sub ~= "stop" then
+        io.stderr:write("zmesh node: --dry-run is for remove and stop (diff and plan show the others)\n")
+        return 2
+      end
+      params.dry_run = true
     end
     local ok, result = entry.call(target, params)
     if not ok then

@@ -5,6 +5,8 @@ local context = require "zmesh.node.context"
 local core = require "zmesh.core"
 local desired = require "zmesh.nr.desired"
 local ip = require "zmesh.ip"
+local json = require "zmesh.json"
+local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local reconcile = require "zmesh.reconcile"
@@ -28,6 +30,21 @@ local function check_netns(netns)
   if netns == names.NDMZ or netns:match("^n%-") then
     check.fail("netns", netns, "is Zero-Mesh's own namespace")
   end
+end
+
+-- The NR end of NETNS's veth: the one recorded for it, else the first
+-- candidate name that no other container of the NR has (recorded, or a
+-- link of that name found in the NR).
+local function allocate_port(net_id, records, netns)
+  if records[netns] then return records[netns].port end
+  local taken = {}
+  for other, rec in pairs(records) do if other ~= netns then taken[rec.port] = true end end
+  for _, l in ipairs(core.link.dump(names.nr_ns(net_id)) or {}) do taken[l.name] = true end
+  for try = 0, 99 do
+    local port = names.container_port(netns, try)
+    if not taken[port] then return port end
+  end
+  error("no free link name for container " .. netns .. " in NR " .. net_id, 0)
 end
 
 -- P: {net_id, netns, ip, ip6, create}. create makes the namespace when
@@ -59,38 +76,73 @@ function container.attach(ctx, p)
       check.fail("ip6", ip6_text, "is the subnet's network or gateway address")
     end
   end
-  local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text })
-  if p.create then
-    table.insert(want, 1, { kind = "netns", name = p.netns })
-  elseif not core.netns.exists(p.netns) then
-    check.fail("netns", p.netns, "does not exist (pass create = true to make it)")
-  end
-  local report = reconcile.apply(core, want, {})
-  if not report.ok then
-    error(string.format("attach failed at '%s': %s", report.failed, tostring(report.error)), 0)
-  end
-  return { net_id = cfg.net_id, netns = p.netns, ip = addr_text, ip6 = ip6_text,
-    port = names.container_port(p.netns), changes = report.done }
+  return lock.hold(ctx, function()
+    local records = context.attachments(ctx, cfg.net_id)
+    local port = allocate_port(cfg.net_id, records, p.netns)
+    local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text,
+      port = port })
+    local created = false
+    if p.create and not core.netns.exists(p.netns) then
+      table.insert(want, 1, { kind = "netns", name = p.netns })
+      created = true
+    elseif not core.netns.exists(p.netns) then
+      check.fail("netns", p.netns, "does not exist (pass create = true to make it)")
+    end
+    local report = reconcile.apply(core, want, {})
+    if not report.ok then
+      local rolled = ""
+      if created then
+        -- A namespace this call made goes again with its failure.
+        reconcile.apply(core, { { kind = "netns", name = p.netns, veths_first = true, absent = true } })
+        rolled = " (rolled back)"
+      end
+      error(string.format("attach failed at '%s': %s%s", report.failed, tostring(report.error),
+        rolled), 0)
+    end
+    records[p.netns] = { netns = p.netns, ip = addr_text, ip6 = ip6_text, port = port }
+    context.save_attachments(ctx, cfg.net_id, records)
+    return { net_id = cfg.net_id, netns = p.netns, ip = addr_text, ip6 = ip6_text,
+      port = port, changes = report.done }
+  end)
 end
 
--- P: {net_id, netns, delete}. Removes the container's link (its veth pair
--- goes as a whole); delete also removes the namespace.
+-- What detaching NETNS from NET_ID's NR removes: its own link only (the
+-- veth pair goes as a whole), and with DELETE its namespace.
+local function detach_removal(net_id, rec, netns, delete)
+  local want = {}
+  if rec then
+    want[#want + 1] = { kind = "link", ns = names.nr_ns(net_id), name = rec.port, absent = true }
+  end
+  if delete then want[#want + 1] = { kind = "netns", name = netns, absent = true } end
+  return want
+end
+
+-- P: {net_id, netns, delete, dry_run}. Removes the container's link (its
+-- veth pair goes as a whole); delete also removes the namespace; dry_run
+-- gives the plan instead.
 function container.detach(ctx, p)
-  check.known_fields(p, { "net_id", "netns", "delete" })
+  check.known_fields(p, { "net_id", "netns", "delete", "dry_run" })
   nr_of(ctx, p.net_id)
   check_netns(p.netns)
-  local ns, port = names.nr_ns(p.net_id), names.container_port(p.netns)
-  local detached = false
-  if core.link.get(ns, port) then
-    local ok, err = core.link.delete { ns = ns, name = port }
-    if not ok then error(err, 0) end
-    detached = true
+  check.boolean(p, "delete", true)
+  check.boolean(p, "dry_run", true)
+  if p.dry_run then
+    local rec = context.attachments(ctx, p.net_id)[p.netns]
+    return { net_id = p.net_id, netns = p.netns,
+      changes = json.array(reconcile.plan(core, detach_removal(p.net_id, rec, p.netns, p.delete))) }
   end
-  if p.delete and core.netns.exists(p.netns) then
-    local ok, err = core.netns.delete(p.netns)
-    if not ok then error(err, 0) end
-  end
-  return { net_id = p.net_id, netns = p.netns, detached = detached }
+  return lock.hold(ctx, function()
+    local records = context.attachments(ctx, p.net_id)
+    local rec = records[p.netns]
+    local report = reconcile.apply(core, detach_removal(p.net_id, rec, p.netns, p.delete))
+    if not report.ok then
+      error(string.format("detach failed at '%s': %s", report.failed, tostring(report.error)), 0)
+    end
+    records[p.netns] = nil
+    context.save_attachments(ctx, p.net_id, records)
+    return { net_id = p.net_id, netns = p.netns, detached = rec ~= nil,
+      changes = json.array(report.done) }
+  end)
 end
 
 return container

@@ -25,8 +25,15 @@ function context.load(params)
     nr_dir = cfg.run_dir .. "/nr",
     log_dir = cfg.run_dir .. "/log",
     firewall_dir = cfg.run_dir .. "/firewall",
+    containers_dir = cfg.run_dir .. "/containers",
   }
 end
+
+-- Files kept per NR, removed with it.
+function context.nr_file(ctx, net_id) return ctx.nr_dir .. "/" .. net_id .. ".json" end
+function context.wg_log(ctx, net_id) return ctx.log_dir .. "/w-" .. net_id .. ".log" end
+function context.firewall_record(ctx, ns) return ctx.firewall_dir .. "/" .. ns .. ".json" end
+function context.attachments_file(ctx, net_id) return ctx.containers_dir .. "/" .. net_id .. ".json" end
 
 -- The firewall ruleset the policy gives for ROLE ("nr" or "ndmz"); a
 -- policy that fails or breaks its contract stops everything, named.
@@ -72,15 +79,37 @@ function context.saved_nrs(ctx)
   return out
 end
 
-function context.save_nr(ctx, raw)
-  assert(core.fs.mkdir(ctx.nr_dir, tonumber("700", 8)))
-  local ok, err = core.fs.write(ctx.nr_dir .. "/" .. raw.net_id .. ".json",
-    json.encode(raw, { pretty = true }) .. "\n", tonumber("600", 8))
+local function save_json(dir, path, value)
+  local ok, err = core.fs.mkdir(dir, tonumber("700", 8))
+  if ok then ok, err = core.fs.write(path, json.encode(value, { pretty = true }) .. "\n",
+    tonumber("600", 8)) end
   if not ok then error(err, 0) end
 end
 
-function context.forget_nr(ctx, net_id)
-  os.remove(ctx.nr_dir .. "/" .. net_id .. ".json")
+function context.save_nr(ctx, raw)
+  save_json(ctx.nr_dir, context.nr_file(ctx, raw.net_id), raw)
+end
+
+-- The containers attached to NET_ID's NR: netns → {netns, ip, ip6, port}.
+-- The port (the NR end of the container's veth) is allocated once and
+-- recorded, so that two containers never share one and a detach only
+-- ever touches its own.
+function context.attachments(ctx, net_id)
+  local path = context.attachments_file(ctx, net_id)
+  if not core.fs.stat(path) then return {} end
+  local t, err = json.read_file(path)
+  if type(t) ~= "table" then error("container records: " .. tostring(err), 0) end
+  return t
+end
+
+function context.save_attachments(ctx, net_id, records)
+  local path = context.attachments_file(ctx, net_id)
+  if next(records) == nil then
+    local ok, err, ename = core.fs.remove(path)
+    if not ok and ename ~= "ENOENT" then error(err, 0) end
+    return
+  end
+  save_json(ctx.containers_dir, path, json.object(records))
 end
 
 return context

@@ -2,10 +2,12 @@
 -- The Lua API behind the node.* entry points.
 local context = require "zmesh.node.context"
 local core = require "zmesh.core"
+local lock = require "zmesh.node.lock"
 local ndmz = require "zmesh.node.ndmz"
 local names = require "zmesh.node.names"
 local nr = require "zmesh.nr"
 local reconcile = require "zmesh.reconcile"
+local resources = require "zmesh.reconcile.resources"
 
 local node = {}
 
@@ -18,7 +20,7 @@ function node.desired(ctx)
   local rules = context.firewall(ctx, "ndmz", { uplink = names.UPLINK, bridge = names.TONRS,
     range = names.NR_UPLINK_RANGE, wg_port_range = ctx.cfg.listen_ports })
   return ndmz.desired(ctx.cfg, { firewall = rules,
-    firewall_record = ctx.firewall_dir .. "/" .. names.NDMZ .. ".json" })
+    firewall_record = context.firewall_record(ctx, names.NDMZ) })
 end
 
 function node.plan(ctx)
@@ -27,15 +29,16 @@ end
 
 -- Converge the ndmz and make the node key on first start.
 function node.start(ctx)
-  local key = context.ensure_node_key(ctx)
-  local public = key:public()
-  key:close()
-  assert(core.fs.mkdir(ctx.cfg.run_dir, tonumber("755", 8)))
-  local report = reconcile.apply(core, node.desired(ctx), ndmz_opts())
-  if not report.ok then
-    error(string.format("node start failed at '%s': %s", report.failed, tostring(report.error)), 0)
-  end
-  return { node_id = ctx.cfg.node_id, public_key = public, changes = report.done }
+  return lock.hold(ctx, function()
+    local key = context.ensure_node_key(ctx)
+    local public = key:public()
+    key:close()
+    local report = reconcile.apply(core, node.desired(ctx), ndmz_opts())
+    if not report.ok then
+      error(string.format("node start failed at '%s': %s", report.failed, tostring(report.error)), 0)
+    end
+    return { node_id = ctx.cfg.node_id, public_key = public, changes = report.done }
+  end)
 end
 
 -- What the node publishes for users to build on (network tool input).
@@ -63,35 +66,40 @@ function node.facts(ctx)
   }
 end
 
--- Remove every NR (saved or found) and the ndmz. A moved NIC goes back to
--- the host under its own name.
+-- Everything the node made, as desired state that says "gone": every NR
+-- (saved or found) and the ndmz. A moved NIC goes back to the host under
+-- its own name (down, without addresses: they were the ndmz's).
+function node.removal(ctx)
+  local want, ids = {}, nr.known_ids(ctx)
+  for _, id in ipairs(ids) do
+    for _, r in ipairs(nr.removal(ctx, id)) do want[#want + 1] = r end
+  end
+  local u = ctx.cfg.uplink
+  if u.mode == "move" then
+    want[#want + 1] = { kind = "link", ns = resources.HOST, name = u.nic, type = "moved",
+      from = names.UPLINK, from_ns = names.NDMZ, up = false, optional = true, keep_addrs = true }
+  end
+  want[#want + 1] = { kind = "netns", name = names.NDMZ, veths_first = true, absent = true }
+  want[#want + 1] = { kind = "file", path = context.firewall_record(ctx, names.NDMZ), absent = true }
+  return want, ids
+end
+
+-- The changes node.stop would make, one line each.
+function node.plan_stop(ctx)
+  return reconcile.plan(core, (node.removal(ctx)))
+end
+
+-- Remove every NR and the ndmz.
 function node.stop(ctx)
-  local removed = {}
-  local ids = {}
-  for id in pairs(context.saved_nrs(ctx)) do ids[id] = true end
-  for _, ns in ipairs(core.netns.list() or {}) do
-    local id = ns:match("^n%-([a-z0-9]+)$")
-    if id then ids[id] = true end
-  end
-  for id in pairs(ids) do
-    nr.remove(ctx, id)
-    removed[#removed + 1] = id
-  end
-  table.sort(removed)
-  local stopped = false
-  if core.netns.exists(names.NDMZ) then
-    local u = ctx.cfg.uplink
-    if u.mode == "move" and core.link.get(names.NDMZ, names.UPLINK) then
-      local host <close> = assert(core.netns.open())
-      assert(core.link.set { ns = names.NDMZ, name = names.UPLINK, up = false })
-      assert(core.link.set { ns = names.NDMZ, name = names.UPLINK, netns = host, rename = u.nic })
+  return lock.hold(ctx, function()
+    local ndmz_was = core.netns.exists(names.NDMZ)
+    local want, ids = node.removal(ctx)
+    local report = reconcile.apply(core, want)
+    if not report.ok then
+      error(string.format("node stop failed at '%s': %s", report.failed, tostring(report.error)), 0)
     end
-    local ok, err = core.netns.delete(names.NDMZ)
-    if not ok then error(err, 0) end
-    os.remove(ctx.firewall_dir .. "/" .. names.NDMZ .. ".json")
-    stopped = true
-  end
-  return { nrs_removed = removed, ndmz_removed = stopped }
+    return { nrs_removed = ids, ndmz_removed = ndmz_was, changes = report.done }
+  end)
 end
 
 function node.status(ctx)

@@ -15,7 +15,11 @@ function names.valid_net_id(id)
   return type(id) == "string" and id:match("^[a-z0-9]+$") ~= nil and #id <= 12
 end
 
+-- Where userspace WireGuard daemons listen (the real `wg` looks there).
+names.WG_SOCKET_DIR = "/run/wireguard"
+
 function names.nr_ns(net_id) return "n-" .. net_id end
+function names.wg_socket(ifname) return names.WG_SOCKET_DIR .. "/" .. ifname .. ".sock" end
 function names.wg_if(net_id) return "w-" .. net_id end
 function names.bridge_if(net_id) return "b-" .. net_id end
 -- The ndmz end of an NR's uplink veth, named like its namespace.
@@ -30,8 +34,12 @@ local function fnv1a(s)
   return h
 end
 
--- The NR end of a container's veth.
-function names.container_port(container_ns)
+-- Candidate names for the NR end of a container's veth: a 32-bit hash
+-- of the container's namespace name, then of it salted with TRY (1, 2, …)
+-- when another container of the NR already has that name. The name in use
+-- is recorded with the attachment (zmesh.container), never recomputed.
+function names.container_port(container_ns, try)
+  if try and try > 0 then container_ns = container_ns .. "#" .. try end
   return string.format("c-%08x", fnv1a(container_ns))
 end
 

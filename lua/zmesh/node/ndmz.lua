@@ -33,10 +33,12 @@ function ndmz.desired(cfg, opts)
     d[#d + 1] = { kind = "addr", ns = ns, dev = names.UPLINK, addr = a }
   end
   if u.gateway then
-    d[#d + 1] = { kind = "route", ns = ns, dst = "default", via = u.gateway, dev = names.UPLINK }
+    d[#d + 1] = { kind = "route", ns = ns, family = 4, dst = "default", via = u.gateway,
+      dev = names.UPLINK }
   end
   if u.gateway6 then
-    d[#d + 1] = { kind = "route", ns = ns, dst = "default6", via = u.gateway6, dev = names.UPLINK }
+    d[#d + 1] = { kind = "route", ns = ns, family = 6, dst = "default", via = u.gateway6,
+      dev = names.UPLINK }
   end
   if opts.firewall then
     d[#d + 1] = { kind = "nft", ns = ns, ruleset = opts.firewall, record = opts.firewall_record }

@@ -35,7 +35,7 @@ function desired.nr(cfg, ctx)
     { kind = "wg", ns = ns, name = wg, private_key = ctx.private_key,
       public_key = ctx.public_key, listen_port = cfg.listen_port, peers = cfg.peers },
     -- The user network's range goes into the tunnel; wg picks the peer.
-    { kind = "route", ns = ns, dst = cfg.ip_range, dev = wg },
+    { kind = "route", ns = ns, family = 4, dst = cfg.ip_range, dev = wg },
     -- Containers.
     { kind = "link", ns = ns, name = br, type = "bridge", up = true },
     { kind = "addr", ns = ns, dev = br, addr = gateway .. "/24" },
@@ -46,17 +46,17 @@ function desired.nr(cfg, ctx)
     local v6 = ip.parse_cidr(cfg.ipv6_subnet)
     d[#d + 1] = { kind = "addr", ns = ns, dev = br, addr = ip.format_addr(ip.host(v6, 1)) .. "/64" }
     if cfg.ipv6_range then
-      d[#d + 1] = { kind = "route", ns = ns, dst = cfg.ipv6_range, dev = wg }
+      d[#d + 1] = { kind = "route", ns = ns, family = 6, dst = cfg.ipv6_range, dev = wg }
     end
     if cfg.exit == "mesh" then
-      d[#d + 1] = { kind = "route", ns = ns, dst = "default6", dev = wg }
+      d[#d + 1] = { kind = "route", ns = ns, family = 6, dst = "default", dev = wg }
     end
   end
   if cfg.exit == "mesh" then
     -- Sole exit elsewhere: everything leaves through the tunnel.
-    d[#d + 1] = { kind = "route", ns = ns, dst = "default", dev = wg }
+    d[#d + 1] = { kind = "route", ns = ns, family = 4, dst = "default", dev = wg }
   else
-    d[#d + 1] = { kind = "route", ns = ns, dst = "default", via = names.TONRS_GATEWAY,
+    d[#d + 1] = { kind = "route", ns = ns, family = 4, dst = "default", via = names.TONRS_GATEWAY,
       dev = names.UPLINK }
   end
   if ctx.firewall then
@@ -70,7 +70,7 @@ function desired.nr_owned_routes(cfg) return { names.nr_ns(cfg.net_id) } end
 
 -- A container attached to an NR: its eth0 with an address in the subnet
 -- (and in the NR's /64 when given). CFG: the validated NR config;
--- C: {netns, ip, ip6}.
+-- C: {netns, ip, ip6, port (the NR end's name, allocated by the caller)}.
 function desired.container(cfg, c)
   local id = cfg.net_id
   local ns = names.nr_ns(id)
@@ -78,17 +78,18 @@ function desired.container(cfg, c)
   local d = {
     { kind = "sysctl", ns = c.netns, key = "net.ipv6.conf.default.accept_dad", value = 0 },
     { kind = "link", ns = c.netns, name = "lo", type = "existing", up = true },
-    { kind = "link", ns = ns, name = names.container_port(c.netns), type = "veth",
+    { kind = "link", ns = ns, name = c.port, type = "veth",
       peer = names.CONTAINER_IF, peer_ns = c.netns, master = names.bridge_if(id), up = true },
     { kind = "link", ns = c.netns, name = names.CONTAINER_IF, type = "veth_end", up = true },
     { kind = "addr", ns = c.netns, dev = names.CONTAINER_IF, addr = c.ip .. "/" .. subnet.len },
-    { kind = "route", ns = c.netns, dst = "default", via = ip.format_addr(ip.host(subnet, 1)),
+    { kind = "route", ns = c.netns, family = 4, dst = "default",
+      via = ip.format_addr(ip.host(subnet, 1)),
       dev = names.CONTAINER_IF },
   }
   if c.ip6 then
     local v6 = ip.parse_cidr(cfg.ipv6_subnet)
     d[#d + 1] = { kind = "addr", ns = c.netns, dev = names.CONTAINER_IF, addr = c.ip6 .. "/64" }
-    d[#d + 1] = { kind = "route", ns = c.netns, dst = "default6",
+    d[#d + 1] = { kind = "route", ns = c.netns, family = 6, dst = "default",
       via = ip.format_addr(ip.host(v6, 1)), dev = names.CONTAINER_IF }
   end
   return d

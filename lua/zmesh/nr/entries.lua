@@ -15,8 +15,10 @@ local function split(params)
   return context.load(), params
 end
 
-local function with_net_id(params)
-  check.known_fields(params, { "net_id" })
+local function with_net_id(params, extra)
+  local allowed = { "net_id" }
+  for _, k in ipairs(extra or {}) do allowed[#allowed + 1] = k end
+  check.known_fields(params, allowed)
   if not names.valid_net_id(params.net_id) then
     check.fail("net_id", params.net_id, "must be 1..12 of a-z 0-9")
   end
@@ -33,9 +35,15 @@ function entries.plan(params)
   return { changes = json.array(nr.plan(ctx, raw)) }
 end
 
+-- {net_id, dry_run}: dry_run gives the plan of the removal instead.
 function entries.remove(params)
-  local ctx = with_net_id(params)
-  return { net_id = params.net_id, removed = nr.remove(ctx, params.net_id) }
+  local ctx = with_net_id(params, { "dry_run" })
+  check.boolean(params, "dry_run", true)
+  if params.dry_run then
+    return { net_id = params.net_id, changes = json.array(nr.plan_remove(ctx, params.net_id)) }
+  end
+  local removed, changes = nr.remove(ctx, params.net_id)
+  return { net_id = params.net_id, removed = removed, changes = json.array(changes) }
 end
 
 function entries.list(params)
@@ -58,10 +66,10 @@ end
 entries.describe = {
   apply = "converge this node's NR to the given NR config (JSON as rendered by `zmesh net render`)",
   plan = "print the changes nr.apply would make for the given NR config, changing nothing",
-  remove = "remove the NR {net_id} with its WireGuard daemon and namespace",
+  remove = "remove the NR {net_id} with its WireGuard daemon and namespace ({dry_run = true}: the plan only)",
   list = "the NRs applied on this node and whether they are up",
   status = "WireGuard peers, links, addresses and routes of the NR {net_id}",
-  check = "restart every NR whose WireGuard no longer answers, from its saved config",
+  check = "restart every NR whose WireGuard no longer answers, from its saved config; remove what an interrupted first apply left",
 }
 
 return entries

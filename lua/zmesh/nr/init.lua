@@ -4,6 +4,7 @@ local check = require "zmesh.check"
 local context = require "zmesh.node.context"
 local core = require "zmesh.core"
 local desired = require "zmesh.nr.desired"
+local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local reconcile = require "zmesh.reconcile"
@@ -27,6 +28,11 @@ local function prepare(ctx, cfg)
       check.fail("wireguard_listen_port", cfg.listen_port, "already used by NR " .. id)
     end
   end
+  local ns = names.nr_ns(cfg.net_id)
+  local rules = context.firewall(ctx, "nr", { uplink = names.UPLINK, range = cfg.ip_range,
+    range6 = cfg.ipv6_range, wg = names.wg_if(cfg.net_id), bridge = names.bridge_if(cfg.net_id) })
+  local uplink_addr = uplink.allocate(core, cfg.net_id)
+  -- The key last: nothing after it can fail and leave it open.
   local node_key = assert(context.node_key(ctx))
   local key = core.key.open_sealed(cfg.sealed_private_key, node_key)
   node_key:close()
@@ -38,17 +44,14 @@ local function prepare(ctx, cfg)
     key:close()
     check.fail("wireguard_public_key", cfg.public_key, "does not match the sealed private key")
   end
-  local ns = names.nr_ns(cfg.net_id)
-  local rules = context.firewall(ctx, "nr", { uplink = names.UPLINK, range = cfg.ip_range,
-    range6 = cfg.ipv6_range, wg = names.wg_if(cfg.net_id), bridge = names.bridge_if(cfg.net_id) })
   return {
     firewall = rules,
-    firewall_record = ctx.firewall_dir .. "/" .. ns .. ".json",
-    uplink_addr = uplink.allocate(core, cfg.net_id),
+    firewall_record = context.firewall_record(ctx, ns),
+    uplink_addr = uplink_addr,
     private_key = key,
     public_key = public,
     backend = ctx.cfg.wireguard_backend,
-    log = ctx.log_dir .. "/" .. names.wg_if(cfg.net_id) .. ".log",
+    log = context.wg_log(ctx, cfg.net_id),
   }
 end
 
@@ -66,66 +69,125 @@ function nr.plan(ctx, raw)
   return lines
 end
 
--- Remove NET_ID's NR: its daemon, namespace (and with it the uplink veth)
--- and saved config. Returns true when something was there.
-function nr.remove(ctx, net_id)
+local function check_net_id(net_id)
   if not names.valid_net_id(net_id) then check.fail("net_id", net_id, "must be 1..12 of a-z 0-9") end
-  local ns, wg = names.nr_ns(net_id), names.wg_if(net_id)
-  local existed = core.netns.exists(ns)
-  -- A userspace daemon lives in the ndmz: deleting the NR would not end it.
-  if core.wg.pid(wg) or (existed and core.link.get(ns, wg)) then
-    local ok, err = core.wg.delete { ns = existed and ns or nil, name = wg }
-    if not ok and existed then error(err, 0) end
+end
+
+-- What NET_ID's NR owns on this node, as desired state that says "gone":
+-- its WireGuard (and the daemon, which lives in the ndmz), the ndmz end of
+-- its uplink, its namespace with every veth in it (containers' links
+-- included, so that they are gone when this returns), and its files.
+function nr.removal(ctx, net_id)
+  check_net_id(net_id)
+  local ns = names.nr_ns(net_id)
+  local want = {
+    { kind = "link", type = "wireguard", ns = ns, name = names.wg_if(net_id),
+      birth_ns = names.NDMZ, absent = true },
+    { kind = "link", ns = names.NDMZ, name = names.ndmz_port(net_id), absent = true },
+    { kind = "netns", name = ns, veths_first = true, absent = true },
+    { kind = "file", path = context.wg_log(ctx, net_id), absent = true },
+  }
+  for _, path in ipairs({ context.firewall_record(ctx, ns), context.attachments_file(ctx, net_id),
+      context.nr_file(ctx, net_id) }) do
+    want[#want + 1] = { kind = "file", path = path, absent = true }
+    -- What a writer killed half-way left (core.fs.write's temporary).
+    want[#want + 1] = { kind = "file", path = path .. ".tmp", absent = true }
   end
-  if existed then
-    local ok, err = core.netns.delete(ns)
-    if not ok then error(err, 0) end
-  end
-  context.forget_nr(ctx, net_id)
-  os.remove(ctx.firewall_dir .. "/" .. ns .. ".json")
-  return existed
+  return want
+end
+
+-- The plan of removing NET_ID's NR: one line per change, changing nothing.
+function nr.plan_remove(ctx, net_id)
+  return reconcile.plan(core, nr.removal(ctx, net_id))
+end
+
+-- Remove NET_ID's NR, whatever is left of it (also what a killed apply or
+-- removal left). Returns true when something was there. When it returns,
+-- what it removed is gone: the same NR can be applied again at once.
+function nr.remove(ctx, net_id)
+  local want = nr.removal(ctx, net_id)
+  return lock.hold(ctx, function()
+    local report = reconcile.apply(core, want)
+    if not report.ok then
+      error(string.format("remove failed at '%s': %s", report.failed, tostring(report.error)), 0)
+    end
+    return #report.done > 0, report.done
+  end)
 end
 
 -- Converge this node's NR to RAW. On failure, an NR that did not exist
 -- before is removed again; an existing one is left for the next apply to
 -- converge from.
 function nr.apply(ctx, raw)
-  local cfg, want, opts, prep = desired_of(ctx, raw)
-  local existed = core.netns.exists(names.nr_ns(cfg.net_id))
-  assert(core.fs.mkdir(ctx.log_dir, tonumber("700", 8)))
-  local report = reconcile.apply(core, want, opts)
-  prep.private_key:close()
-  if not report.ok then
-    local rolled = ""
-    if not existed then
-      pcall(nr.remove, ctx, cfg.net_id)
-      rolled = " (rolled back)"
+  nr_config.validate(raw)
+  return lock.hold(ctx, function()
+    local cfg, want, opts, prep = desired_of(ctx, raw)
+    local existed = core.netns.exists(names.nr_ns(cfg.net_id))
+    assert(core.fs.mkdir(ctx.log_dir, tonumber("700", 8)))
+    local report = reconcile.apply(core, want, opts)
+    prep.private_key:close()
+    if not report.ok then
+      local rolled = ""
+      if not existed then
+        pcall(nr.remove, ctx, cfg.net_id)
+        rolled = " (rolled back)"
+      end
+      error(string.format("apply failed at '%s': %s%s", report.failed, tostring(report.error), rolled), 0)
     end
-    error(string.format("apply failed at '%s': %s%s", report.failed, tostring(report.error), rolled), 0)
-  end
-  context.save_nr(ctx, raw)
-  return {
-    net_id = cfg.net_id,
-    namespace = names.nr_ns(cfg.net_id),
-    interface = names.wg_if(cfg.net_id),
-    public_key = prep.public_key,
-    mesh_address = cfg.mesh_address,
-    uplink_address = prep.uplink_addr,
-    changes = report.done,
-  }
+    context.save_nr(ctx, raw)
+    return {
+      net_id = cfg.net_id,
+      namespace = names.nr_ns(cfg.net_id),
+      interface = names.wg_if(cfg.net_id),
+      public_key = prep.public_key,
+      mesh_address = cfg.mesh_address,
+      uplink_address = prep.uplink_addr,
+      changes = report.done,
+    }
+  end)
 end
 
--- Saved NRs with whether their namespace and WireGuard are alive.
+-- Every NR id this node has a trace of: saved configs, NR namespaces
+-- (live or dead names), WireGuard sockets and ndmz links. An interrupted
+-- first apply leaves traces without a saved config.
+local function known_ids(ctx)
+  local ids = {}
+  for id in pairs(context.saved_nrs(ctx)) do ids[id] = true end
+  for _, ns in ipairs(core.netns.list() or {}) do
+    local id = ns:match("^n%-([a-z0-9]+)$")
+    if id then ids[id] = true end
+  end
+  for _, file in ipairs(core.fs.list(names.WG_SOCKET_DIR) or {}) do
+    local id = file:match("^w%-([a-z0-9]+)%.sock$")
+    if id then ids[id] = true end
+  end
+  if core.netns.exists(names.NDMZ) then
+    for _, l in ipairs(core.link.dump(names.NDMZ) or {}) do
+      local id = l.name:match("^[nw]%-([a-z0-9]+)$")
+      if id then ids[id] = true end
+    end
+  end
+  local out = {}
+  for id in pairs(ids) do if names.valid_net_id(id) then out[#out + 1] = id end end
+  table.sort(out)
+  return out
+end
+nr.known_ids = known_ids
+
+-- Every NR on this node (saved, or a trace an interrupted apply left)
+-- with whether its namespace and WireGuard are alive.
 function nr.list(ctx)
   local out = {}
-  for id, raw in pairs(context.saved_nrs(ctx)) do
+  local saved = context.saved_nrs(ctx)
+  for _, id in ipairs(known_ids(ctx)) do
+    local raw = saved[id]
     local ns, wg = names.nr_ns(id), names.wg_if(id)
-    local dev = core.netns.exists(ns) and core.wg.get { ns = ns, name = wg }
-    out[#out + 1] = { net_id = id, network = raw.network, subnet = raw.subnet,
-      namespace_up = core.netns.exists(ns) or false, wireguard_up = dev and true or false,
+    local up = core.netns.exists(ns) or false
+    local dev = up and core.wg.get { ns = ns, name = wg }
+    out[#out + 1] = { net_id = id, saved = raw ~= nil, network = raw and raw.network,
+      subnet = raw and raw.subnet, namespace_up = up, wireguard_up = dev and true or false,
       peers = dev and #dev.peers or 0 }
   end
-  table.sort(out, function(a, b) return a.net_id < b.net_id end)
   return out
 end
 
@@ -142,22 +204,27 @@ end
 
 -- Liveness: every saved NR whose WireGuard does not answer is applied
 -- again from its saved config (a dead wireguard-go takes its interface
--- with it; the apply recreates both).
+-- with it; the apply recreates both). What an interrupted first apply
+-- left (traces of an NR never saved) is removed: no one asked for it.
 function nr.check(ctx)
-  local restarted, healthy = {}, {}
-  for id, raw in pairs(context.saved_nrs(ctx)) do
-    local ns = names.nr_ns(id)
-    local alive = core.netns.exists(ns) and core.wg.get { ns = ns, name = names.wg_if(id) }
-    if alive then
-      healthy[#healthy + 1] = id
-    else
-      nr.apply(ctx, raw)
-      restarted[#restarted + 1] = id
+  return lock.hold(ctx, function()
+    local restarted, healthy, removed = {}, {}, {}
+    local saved = context.saved_nrs(ctx)
+    for _, id in ipairs(known_ids(ctx)) do
+      local raw = saved[id]
+      local ns = names.nr_ns(id)
+      if not raw then
+        nr.remove(ctx, id)
+        removed[#removed + 1] = id
+      elseif core.netns.exists(ns) and core.wg.get { ns = ns, name = names.wg_if(id) } then
+        healthy[#healthy + 1] = id
+      else
+        nr.apply(ctx, raw)
+        restarted[#restarted + 1] = id
+      end
     end
-  end
-  table.sort(restarted)
-  table.sort(healthy)
-  return { restarted = restarted, healthy = healthy }
+    return { restarted = restarted, healthy = healthy, removed = removed }
+  end)
 end
 
 return nr

@@ -53,7 +53,14 @@ function ops.wg_create(core, a)
   return core.wg.create { name = a.name, birth_ns = cns(a.birth_ns), ns = cns(a.ns),
     mtu = a.mtu, backend = a.backend, log = a.log }
 end
-function ops.wg_delete(core, a) return core.wg.delete { ns = cns(a.ns), name = a.name } end
+-- birth_ns: also end daemons for the name still starting there.
+function ops.wg_delete(core, a)
+  if a.birth_ns == nil then return core.wg.delete { ns = cns(a.ns), name = a.name } end
+  return with_ns(core, a.birth_ns, function(birth)
+    return core.wg.delete { ns = cns(a.ns), birth_ns = birth, name = a.name }
+  end)
+end
+function ops.file_remove(core, a) return core.fs.remove(a.path) end
 function ops.wg_set(core, a)
   return core.wg.set { ns = cns(a.ns), name = a.name, private_key = a.private_key,
     listen_port = a.listen_port, peers = a.peers }
@@ -63,10 +70,12 @@ function ops.addr_add(core, a)
 end
 function ops.addr_delete(core, a) return core.addr.delete { ns = cns(a.ns), dev = a.dev, addr = a.addr } end
 function ops.route_replace(core, a)
-  return core.route.add { ns = cns(a.ns), dst = a.dst, via = a.via, dev = a.dev, replace = true }
+  return core.route.add { ns = cns(a.ns), family = a.family, dst = a.dst, via = a.via,
+    dev = a.dev, replace = true }
 end
 function ops.route_delete(core, a)
-  return core.route.delete { ns = cns(a.ns), dst = a.dst, via = a.via, dev = a.dev }
+  return core.route.delete { ns = cns(a.ns), family = a.family, dst = a.dst, via = a.via,
+    dev = a.dev }
 end
 function ops.nft_apply(core, a)
   local ok, err, ename = core.nft.apply(cns(a.ns), a.ruleset)
@@ -87,7 +96,11 @@ function apply.run(core, actions)
   for _, a in ipairs(actions) do
     local fn = ops[a.op]
     if not fn then error("unknown action " .. tostring(a.op), 0) end
-    local ok, err = fn(core, a)
+    local ok, err, ename = fn(core, a)
+    if not ok and a.missing_ok and (ename == "ENOENT" or ename == "ENODEV") then
+      -- A deletion of what is already gone (another change took it).
+      ok = true
+    end
     if not ok then
       report.ok, report.failed, report.error = false, a.text, err
       return report

@@ -7,6 +7,7 @@
 -- peers not desired. Links and namespaces the desired state does not
 -- mention are left alone: other apply runs own them (an NR's containers).
 local json = require "zmesh.json"
+local names = require "zmesh.node.names"
 local resources = require "zmesh.reconcile.resources"
 
 local diff = {}
@@ -77,9 +78,21 @@ local function link_settings(r, actual, created)
   return change
 end
 
+-- A WireGuard interface an interrupted apply left half-made: its daemon
+-- started (link still in the birth namespace), not yet moved into R.ns.
+local function half_made_wireguard(r, inv, out)
+  local birth = r.birth_ns and inv.ns[r.birth_ns]
+  local in_birth = birth and r.birth_ns ~= r.ns and birth.links[r.name]
+  if not in_birth and not inv.daemon[r.name] and not inv.strays[r.name] then return end
+  out[#out + 1] = { op = "wg_delete", ns = in_birth and r.birth_ns or r.ns, name = r.name,
+    birth_ns = birth and r.birth_ns, missing_ok = true,
+    text = string.format("remove half-made wireguard %s (an interrupted apply left it)",
+      at(in_birth and r.birth_ns or r.ns, r.name)) }
+end
+
 local function diff_links(desired, inv, out)
   for _, r in ipairs(desired) do
-    if r.kind == "link" then
+    if r.kind == "link" and not r.absent then
       local st = inv.ns[r.ns]
       local actual = st and st.links[r.name]
       local create
@@ -96,21 +109,29 @@ local function diff_links(desired, inv, out)
         create.replace_stale = true
         create.text = string.format("recreate wireguard %s (it does not answer)", at(r.ns, r.name))
         actual = nil
+      elseif not actual and r.type == "moved" and r.optional
+          and not (inv.ns[r.from_ns] and inv.ns[r.from_ns].links[r.from]) then
+        -- Nothing to take over (an optional move: the NIC going home).
+        goto next_link
       elseif not actual and r.type ~= "existing" and r.type ~= "veth_end" then
         -- "existing" links come with the namespace (lo); a "veth_end" is
         -- made with its other end, which sorts before it.
+        if r.type == "wireguard" then half_made_wireguard(r, inv, out) end
         create = link_create(r)
       end
       out[#out + 1] = create
       out[#out + 1] = link_settings(r, actual or {}, actual == nil)
     end
+    ::next_link::
   end
 end
 
 local function diff_addrs(desired, inv, out)
   local want, managed = {}, {}
   for _, r in ipairs(desired) do
-    if r.kind == "link" then managed[r.ns .. " " .. r.name] = r end
+    if r.kind == "link" and not r.absent and not r.keep_addrs then
+      managed[r.ns .. " " .. r.name] = r
+    end
     if r.kind == "addr" then
       want[r.ns .. " " .. r.dev .. " " .. r.addr] = true
       local st = inv.ns[r.ns]
@@ -135,47 +156,42 @@ local function diff_addrs(desired, inv, out)
   end
 end
 
-local function route_family(dst, via)
-  if dst == "default6" or (via and via:find(":", 1, true)) or dst:find(":", 1, true) then
-    return 6
-  end
-  return 4
-end
-
-local function route_id(family, dst)
-  if dst == "default6" then dst = "default" end
-  return family .. " " .. dst
+-- "route default (IPv6) via fe80::1 dev public in ndmz": the family is
+-- said for IPv6 defaults, where the text alone does not tell it.
+local function route_text(verb, ns, family, dst, via, dev)
+  return string.format("%sroute %s%s%s%s in %s", verb, dst,
+    (dst == "default" and family == 6) and " (IPv6)" or "",
+    via and (" via " .. via) or "", dev and (" dev " .. dev) or "", ns)
 end
 
 local function diff_routes(desired, inv, opts, out)
   local want = {}
   for _, r in ipairs(desired) do
     if r.kind == "route" then
-      local family = route_family(r.dst, r.via)
-      want[r.ns .. " " .. route_id(family, r.dst)] = true
+      if r.family ~= 4 and r.family ~= 6 then
+        error("route " .. tostring(r.dst) .. " in " .. tostring(r.ns) .. " has no family", 0)
+      end
+      want[r.ns .. " " .. r.family .. " " .. r.dst] = true
       local st = inv.ns[r.ns]
       local ok = false
       for _, a in ipairs(st and st.routes or {}) do
-        if a.family == family and route_id(family, a.dst) == route_id(family, r.dst)
-           and a.via == r.via and (r.dev == nil or a.dev == r.dev) then
+        if a.family == r.family and a.dst == r.dst and a.via == r.via
+           and (r.dev == nil or a.dev == r.dev) then
           ok = true
         end
       end
       if not ok then
-        out[#out + 1] = { op = "route_replace", ns = r.ns, dst = r.dst, via = r.via, dev = r.dev,
-          text = string.format("route %s%s%s in %s", r.dst, r.via and (" via " .. r.via) or "",
-            r.dev and (" dev " .. r.dev) or "", r.ns) }
+        out[#out + 1] = { op = "route_replace", ns = r.ns, family = r.family, dst = r.dst,
+          via = r.via, dev = r.dev, text = route_text("", r.ns, r.family, r.dst, r.via, r.dev) }
       end
     end
   end
   for _, ns in ipairs(opts.own_routes or {}) do
     local st = inv.ns[ns]
     for _, a in ipairs(st and st.routes or {}) do
-      if a.protocol ~= "kernel" and not want[ns .. " " .. route_id(a.family, a.dst)] then
-        out[#out + 1] = { op = "route_delete", ns = ns, dst = a.dst == "default" and a.family == 6
-            and "default6" or a.dst, via = a.via, dev = a.dev,
-          text = string.format("remove route %s%s in %s", a.dst,
-            a.via and (" via " .. a.via) or "", ns) }
+      if a.protocol ~= "kernel" and not want[ns .. " " .. a.family .. " " .. a.dst] then
+        out[#out + 1] = { op = "route_delete", ns = ns, family = a.family, dst = a.dst,
+          via = a.via, dev = a.dev, text = route_text("remove ", ns, a.family, a.dst, a.via, a.dev) }
       end
     end
   end
@@ -264,13 +280,91 @@ local function diff_nft(r, actual, out)
       r.ruleset.table or "zmesh", r.ns, why) }
 end
 
+-- Deletions for absent resources, in the reverse order of creation:
+-- WireGuard (its daemon lives outside the namespace), links, namespaces,
+-- then files.
+local function diff_absent(desired, inv, out)
+  local gone = {}
+  for _, r in ipairs(desired) do
+    if r.absent then
+      if r.kind ~= "link" and r.kind ~= "netns" and r.kind ~= "file" then
+        error("an absent " .. r.kind .. " is not supported (" .. resources.key(r) .. ")", 0)
+      end
+      gone[#gone + 1] = r
+    end
+  end
+  table.sort(gone, function(a, b)
+    local function rank(r)
+      if r.kind == "link" and r.type == "wireguard" then return 1 end
+      return ({ link = 2, netns = 3, file = 4 })[r.kind] or 5
+    end
+    local ra, rb = rank(a), rank(b)
+    if ra ~= rb then return ra < rb end
+    return resources.key(a) < resources.key(b)
+  end)
+  local deleted = {}
+  local function delete_link(ns, name, why)
+    if deleted[ns .. " " .. name] then return end
+    deleted[ns .. " " .. name] = true
+    out[#out + 1] = { op = "link_delete", ns = ns, name = name, missing_ok = true,
+      text = string.format("delete %s%s", at(ns, name), why or "") }
+  end
+  for _, r in ipairs(gone) do
+    if r.kind == "link" and r.type == "wireguard" then
+      local st, birth = inv.ns[r.ns], r.birth_ns and inv.ns[r.birth_ns]
+      local where = (st and st.links[r.name] and r.ns)
+        or (birth and birth.links[r.name] and r.birth_ns)
+        or ((inv.daemon[r.name] or inv.strays[r.name]) and (st and r.ns or r.birth_ns))
+      if where then
+        out[#out + 1] = { op = "wg_delete", ns = where, name = r.name, missing_ok = true,
+          birth_ns = birth and r.birth_ns,
+          text = string.format("delete wireguard %s%s", at(where, r.name),
+            inv.daemon[r.name] and " and stop its daemon" or "") }
+      end
+      local sock = names.wg_socket(r.name)
+      if not inv.daemon[r.name] and inv.files[sock] then
+        out[#out + 1] = { op = "file_remove", path = sock, missing_ok = true,
+          text = "remove stale socket " .. sock }
+      end
+    elseif r.kind == "link" then
+      local st = inv.ns[r.ns]
+      if st and st.links[r.name] then delete_link(r.ns, r.name) end
+    elseif r.kind == "netns" then
+      local st = inv.ns[r.name]
+      if st and r.veths_first then
+        local veths = {}
+        for name, l in pairs(st.links) do if l.kind == "veth" then veths[#veths + 1] = name end end
+        table.sort(veths)
+        for _, name in ipairs(veths) do delete_link(r.name, name, " (with its peer)") end
+      end
+      if inv.netns[r.name] or inv.stale[r.name] then
+        out[#out + 1] = { op = "netns_delete", name = r.name, missing_ok = true,
+          text = string.format("delete namespace %s%s", r.name,
+            inv.stale[r.name] and " (a dead name: no namespace behind it)" or "") }
+      end
+    elseif r.kind == "file" then
+      if inv.files[r.path] then
+        out[#out + 1] = { op = "file_remove", path = r.path, missing_ok = true,
+          text = "remove " .. r.path }
+      end
+    end
+  end
+end
+
 -- The actions that take the system from INV to DESIRED.
 function diff.compute(desired, inv, opts)
   opts = opts or {}
+  -- An inventory may leave out what it found nothing of.
+  inv = setmetatable({ stale = inv.stale or {}, daemon = inv.daemon or {},
+    strays = inv.strays or {}, files = inv.files or {} }, { __index = inv })
   desired = resources.sort(desired)
   local out = {}
   for _, r in ipairs(desired) do
-    if r.kind == "netns" and not inv.netns[r.name] then
+    if r.kind == "netns" and not r.absent and not inv.netns[r.name] then
+      if inv.stale[r.name] then
+        out[#out + 1] = { op = "netns_delete", name = r.name, missing_ok = true,
+          text = "remove dead namespace name " .. r.name .. " (an interrupted change left it)" }
+      end
       out[#out + 1] = { op = "netns_create", name = r.name, text = "create namespace " .. r.name }
     end
   end
@@ -289,6 +383,7 @@ function diff.compute(desired, inv, opts)
   for _, r in ipairs(desired) do
     if r.kind == "nft" then diff_nft(r, inv.nft[resources.key(r)], out) end
   end
+  diff_absent(desired, inv, out)
   return out
 end
 

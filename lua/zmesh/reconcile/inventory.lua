@@ -1,5 +1,6 @@
 -- Inventory: what the kernel has now, for every namespace and object the
 -- desired state mentions. Reads only.
+local names = require "zmesh.node.names"
 local resources = require "zmesh.reconcile.resources"
 
 local inventory = {}
@@ -42,19 +43,50 @@ local function read_ns(core, ns)
   return st
 end
 
--- inv.netns[name] = true for every named namespace;
+-- What is at PATH: "file", "dir", "socket", … or nil.
+local function file_type(core, path)
+  local st = core.fs.stat(path)
+  return st and st.type
+end
+
+-- inv.netns[name] = true for every live named namespace, inv.stale[name]
+-- = true for a mentioned name that is no namespace (a kill between making
+-- the name and mounting it, or unmounting and removing it, leaves one);
 -- inv.ns[name] = {links, addrs, routes} for the mentioned ones that exist
 -- ("host" always does); inv.sysctl[key]; inv.wg[key] = device or false;
--- inv.nft[key] = {table = core.nft.dump or nil, recorded = text or nil}.
+-- inv.daemon[ifname] = pid of the userspace WireGuard serving it, or
+-- false; inv.strays[ifname] = pids of its daemons still starting (no
+-- socket yet) in its birth namespace; inv.files[path] = type of what is there (mentioned files and
+-- WireGuard sockets); inv.nft[key] = {table = core.nft.dump or nil,
+-- recorded = text or nil}.
 function inventory.read(core, desired)
-  local inv = { netns = {}, ns = {}, sysctl = {}, wg = {}, nft = {} }
+  local inv = { netns = {}, stale = {}, ns = {}, sysctl = {}, wg = {}, nft = {},
+    daemon = {}, strays = {}, files = {} }
   for _, name in ipairs(must(core.netns.list())) do inv.netns[name] = true end
   for _, ns in ipairs(ns_mentioned(desired)) do
+    if ns ~= HOST and inv.netns[ns] and not core.netns.exists(ns) then
+      inv.netns[ns], inv.stale[ns] = nil, true
+    end
     if ns == HOST or inv.netns[ns] then inv.ns[ns] = read_ns(core, ns) end
   end
   for _, r in ipairs(desired) do
     local st = inv.ns[r.ns]
-    if r.kind == "sysctl" and st then
+    if r.kind == "link" and r.type == "wireguard" then
+      inv.daemon[r.name] = core.wg.pid(r.name) or false
+      local sock = names.wg_socket(r.name)
+      inv.files[sock] = file_type(core, sock)
+      -- A daemon an interrupted create left still starting has no socket.
+      local birth = r.birth_ns or r.ns
+      if not inv.daemon[r.name] and (birth == HOST or inv.netns[birth]) then
+        local pids = core.wg.strays { birth_ns = core_ns(birth), name = r.name }
+        inv.strays[r.name] = pids and #pids > 0 and pids or nil
+      end
+    end
+    if r.kind == "file" then
+      inv.files[r.path] = file_type(core, r.path)
+    elseif r.absent then
+      -- Nothing more to read for what must go.
+    elseif r.kind == "sysctl" and st then
       inv.sysctl[resources.key(r)] = core.sysctl.get(core_ns(r.ns), r.key)
     elseif r.kind == "wg" and st and st.links[r.name] then
       inv.wg[resources.key(r)] = core.wg.get({ ns = core_ns(r.ns), name = r.name }) or false

@@ -7,17 +7,29 @@
 --           existing, mtu, up,
 --           master, peer, peer_ns (veth), parent, parent_ns (macvlan),
 --           from, from_ns (moved: an existing link taken over and renamed),
---           birth_ns, log, backend (wireguard)}
+--           birth_ns, log, backend (wireguard),
+--           optional (moved: nothing to do when the source is gone),
+--           keep_addrs (addresses on it are not ours to prune)}
 --   addr   {ns, dev, addr}
---   route  {ns, dst, via, dev}
+--   route  {ns, family = 4|6, dst = "default"|prefix, via, dev}
 --   wg     {ns, name, private_key (core.key object), public_key,
 --           listen_port, peers = {{public_key, allowed_ips, endpoint,
 --           persistent_keepalive}}}
 --   nft    {ns, ruleset (validated description), record (file keeping
 --           the last ruleset applied, to tell a policy change)}
+--   file   {path} (only absent: a file that must be gone)
+--
+-- A resource with absent = true must not exist: a removal is desired
+-- state too (nothing under the names it owns), diffed into deletions and
+-- carried out by the same apply step. Absent links, namespaces and files
+-- are deleted in the reverse order of creation; "already gone" is fine.
+-- An absent netns with veths_first = true has every veth inside it
+-- deleted first: a veth deleted from one side is gone from both at once,
+-- while a namespace's links die asynchronously after its name is removed.
 local resources = {}
 
-resources.phase = { netns = 1, sysctl = 2, link = 3, wg = 4, addr = 5, route = 6, nft = 7 }
+resources.phase = { netns = 1, sysctl = 2, link = 3, wg = 4, addr = 5, route = 6, nft = 7,
+  file = 8 }
 
 -- Every namespace field is a name, or "host" for the caller's own
 -- namespace (the node's root namespace). core calls take nil for that.
@@ -33,9 +45,10 @@ function resources.key(r)
   if r.kind == "sysctl" then return "sysctl " .. ns .. " " .. r.key end
   if r.kind == "link" then return "link " .. ns .. " " .. r.name end
   if r.kind == "addr" then return "addr " .. ns .. " " .. r.dev .. " " .. r.addr end
-  if r.kind == "route" then return "route " .. ns .. " " .. r.dst end
+  if r.kind == "route" then return "route " .. ns .. " " .. tostring(r.family) .. " " .. r.dst end
   if r.kind == "wg" then return "wg " .. ns .. " " .. r.name end
   if r.kind == "nft" then return "nft " .. ns end
+  if r.kind == "file" then return "file " .. r.path end
   error("unknown resource kind " .. tostring(r.kind), 2)
 end
 
