@@ -120,7 +120,10 @@ int zm_wg_delete(struct zm_ns *ns, struct zm_ns *birth, const char *name)
 		}
 		return err;
 	}
-	return zm_link_delete(ns, name);
+	err = zm_link_delete(ns, name);
+	/* A daemon that died, or ended just now, leaves its socket behind. */
+	zm_wg_uapi_forget(name);
+	return err;
 }
 
 int zm_wg_strays(struct zm_ns *birth, const char *name, pid_t **pids,

@@ -24,6 +24,8 @@ int zm_wg_uapi_serves(const char *name);
 int zm_wg_uapi_pid(const char *name);
 /* Stop the daemon serving NAME and remove a stale socket. */
 int zm_wg_uapi_stop(const char *name, unsigned int grace_ms);
+/* Remove NAME's socket if no daemon answers on it. */
+void zm_wg_uapi_forget(const char *name);
 /* Daemons (PROGRAM, NULL: wireguard-go) for NAME living in BIRTH. */
 int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
 		      const char *name, pid_t **pids, size_t *count);

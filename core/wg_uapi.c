@@ -516,6 +516,12 @@ static void unlink_socket(const char *name)
 		unlink(sun.sun_path);
 }
 
+void zm_wg_uapi_forget(const char *name)
+{
+	if (!zm_wg_uapi_serves(name))
+		unlink_socket(name);
+}
+
 int zm_wg_uapi_stop(const char *name, unsigned int grace_ms)
 {
 	int pid;
