@@ -10,6 +10,11 @@
 #include <linux/if_addr.h>
 #include <stdlib.h>
 
+/* The fields each option table may have (also core.contract). */
+static const char *const add_fields[] = { "ns", "dev", "addr", "replace",
+					  "nodad", NULL };
+static const char *const delete_fields[] = { "ns", "dev", "addr", NULL };
+
 static void check_args(lua_State *L, const char **dev, const char **cidr)
 {
 	struct zm_cidr c;
@@ -28,15 +33,13 @@ static void check_args(lua_State *L, const char **dev, const char **cidr)
 /* add{ns, dev, addr = "10.1.1.1/24", replace, nodad} */
 static int l_add(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "dev", "addr", "replace",
-					      "nodad", NULL };
 	struct zm_addr_opts opts;
 	const char *dev, *cidr;
 	struct zm_ns *ns;
 	bool owned;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, add_fields);
 	check_args(L, &dev, &cidr);
 	opts.replace = zm_opt_bool(L, 1, "replace", 0);
 	opts.nodad = zm_opt_bool(L, 1, "nodad", 0);
@@ -49,13 +52,12 @@ static int l_add(lua_State *L)
 
 static int l_delete(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "dev", "addr", NULL };
 	const char *dev, *cidr;
 	struct zm_ns *ns;
 	bool owned;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, delete_fields);
 	check_args(L, &dev, &cidr);
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (!err)
@@ -111,7 +113,14 @@ static const luaL_Reg funcs[] = {
 	{ NULL, NULL },
 };
 
+static const struct zm_contract contract[] = {
+	{ "addr.add", add_fields },
+	{ "addr.delete", delete_fields },
+	{ NULL, NULL },
+};
+
 void zm_open_addr(lua_State *L)
 {
+	zm_contract_add(L, contract);
 	luaL_newlib(L, funcs);
 }

@@ -208,3 +208,35 @@ void zm_ns_release(struct zm_ns *ns, bool owned)
 	if (owned)
 		zm_ns_close(ns);
 }
+
+/* The registry table behind core.contract; made on first use. */
+static const char contract_key = 'c';
+
+static void contract_table(lua_State *L)
+{
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &contract_key) == LUA_TTABLE)
+		return;
+	lua_pop(L, 1);
+	lua_newtable(L);
+	lua_pushvalue(L, -1);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &contract_key);
+}
+
+void zm_contract_add(lua_State *L, const struct zm_contract *c)
+{
+	contract_table(L);
+	for (; c->name; c++) {
+		lua_newtable(L);
+		for (size_t i = 0; c->fields[i]; i++) {
+			lua_pushstring(L, c->fields[i]);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		lua_setfield(L, -2, c->name);
+	}
+	lua_pop(L, 1);
+}
+
+void zm_push_contract(lua_State *L)
+{
+	contract_table(L);
+}

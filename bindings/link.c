@@ -10,6 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The fields each option table may have (also core.contract). */
+static const char *const veth_fields[] = { "ns", "name", "peer", "peer_ns",
+					   "mtu", NULL };
+static const char *const bridge_fields[] = { "ns", "name", "mtu", NULL };
+static const char *const macvlan_fields[] = { "ns", "name", "parent",
+					      "parent_ns", "mode", "mtu",
+					      NULL };
+static const char *const set_fields[] = { "ns", "name", "up", "mtu", "master",
+					  "netns", "rename", NULL };
+static const char *const delete_fields[] = { "ns", "name", NULL };
+
 static const char *opt_ifname(lua_State *L, int idx, const char *key,
 			      bool required)
 {
@@ -29,18 +40,15 @@ static unsigned int opt_mtu(lua_State *L, int idx)
 
 static int l_veth(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", "peer", "peer_ns",
-					      "mtu", NULL };
+	struct zm_link_new l = { .kind = "veth" };
 	struct zm_ns *ns, *peer_ns;
 	bool owned, peer_owned;
-	const char *name, *peer;
-	unsigned int mtu;
 	int err;
 
-	zm_check_fields(L, 1, fields);
-	name = opt_ifname(L, 1, "name", true);
-	peer = opt_ifname(L, 1, "peer", true);
-	mtu = opt_mtu(L, 1);
+	zm_check_fields(L, 1, veth_fields);
+	l.name = opt_ifname(L, 1, "name", true);
+	l.peer = opt_ifname(L, 1, "peer", true);
+	l.mtu = opt_mtu(L, 1);
 	zm_check_ns_field(L, 1, "peer_ns");
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (err)
@@ -53,8 +61,9 @@ static int l_veth(lua_State *L)
 		err = zm_opt_ns(L, 1, "peer_ns", &peer_ns, &peer_owned);
 	}
 	lua_pop(L, 1);
+	l.peer_ns = peer_ns;
 	if (!err)
-		err = zm_link_add_veth(ns, name, peer_ns, peer, mtu);
+		err = zm_link_add(ns, &l);
 	zm_ns_release(peer_ns, peer_owned);
 	zm_ns_release(ns, owned);
 	return zm_push_result(L, err);
@@ -62,55 +71,52 @@ static int l_veth(lua_State *L)
 
 static int l_bridge(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", "mtu", NULL };
+	struct zm_link_new l = { .kind = "bridge" };
 	struct zm_ns *ns;
 	bool owned;
-	const char *name;
-	unsigned int mtu;
 	int err;
 
-	zm_check_fields(L, 1, fields);
-	name = opt_ifname(L, 1, "name", true);
-	mtu = opt_mtu(L, 1);
+	zm_check_fields(L, 1, bridge_fields);
+	l.name = opt_ifname(L, 1, "name", true);
+	l.mtu = opt_mtu(L, 1);
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (!err)
-		err = zm_link_add_bridge(ns, name, mtu);
+		err = zm_link_add(ns, &l);
 	zm_ns_release(ns, owned);
 	return zm_push_result(L, err);
 }
 
+/* A macvlan on PARENT (in parent_ns), made there and born into ns. */
 static int l_macvlan(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", "parent",
-					      "parent_ns", "mode", "mtu", NULL };
 	static const char *const modes[] = { "private", "vepa", "bridge",
 					     "passthru", "source", NULL };
+	struct zm_link_new l = { .kind = "macvlan" };
 	struct zm_ns *ns, *parent_ns = NULL;
 	bool owned, parent_owned = false;
-	const char *name, *parent, *mode;
-	const char *const *m;
-	unsigned int mtu;
-	int err;
+	const char *mode;
+	int err, i;
 
-	zm_check_fields(L, 1, fields);
-	name = opt_ifname(L, 1, "name", true);
-	parent = opt_ifname(L, 1, "parent", true);
+	zm_check_fields(L, 1, macvlan_fields);
+	l.name = opt_ifname(L, 1, "name", true);
+	l.parent = opt_ifname(L, 1, "parent", true);
 	mode = zm_opt_string(L, 1, "mode", false);
-	if (mode) {
-		for (m = modes; *m && strcmp(*m, mode); m++)
-			;
-		if (!*m)
-			zm_field_error(L, 1, "mode",
-				       lua_pushfstring(L, "unknown macvlan mode '%s'",
-						       mode));
-	}
-	mtu = opt_mtu(L, 1);
+	for (i = 0; mode && modes[i] && strcmp(modes[i], mode); i++)
+		;
+	if (mode && !modes[i])
+		zm_field_error(L, 1, "mode",
+			       lua_pushfstring(L, "unknown macvlan mode '%s'",
+					       mode));
+	/* MACVLAN_MODE_* are the bits in this order; bridge by default. */
+	l.macvlan_mode = 1u << (mode ? i : 2);
+	l.mtu = opt_mtu(L, 1);
 	zm_check_ns_field(L, 1, "parent_ns");
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (!err)
 		err = zm_opt_ns(L, 1, "parent_ns", &parent_ns, &parent_owned);
+	l.netns = ns;
 	if (!err)
-		err = zm_link_add_macvlan(parent_ns, parent, ns, name, mode, mtu);
+		err = zm_link_add(parent_ns, &l);
 	zm_ns_release(parent_ns, parent_owned);
 	zm_ns_release(ns, owned);
 	return zm_push_result(L, err);
@@ -119,16 +125,13 @@ static int l_macvlan(lua_State *L)
 /* set{ns, name, up, mtu, master (name or false), netns, rename} */
 static int l_set(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", "up", "mtu",
-					      "master", "netns", "rename",
-					      NULL };
 	struct zm_link_change c = { 0 };
 	struct zm_ns *ns, *target = NULL;
 	bool owned, target_owned = false;
 	const char *name;
 	int err, t;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, set_fields);
 	name = opt_ifname(L, 1, "name", true);
 	lua_getfield(L, 1, "up");
 	if (!lua_isnil(L, -1)) {
@@ -176,13 +179,12 @@ static int l_set(lua_State *L)
 
 static int l_delete(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", NULL };
 	struct zm_ns *ns;
 	bool owned;
 	const char *name;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, delete_fields);
 	name = opt_ifname(L, 1, "name", true);
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (!err)
@@ -290,7 +292,17 @@ static const luaL_Reg funcs[] = {
 	{ NULL, NULL },
 };
 
+static const struct zm_contract contract[] = {
+	{ "link.veth", veth_fields },
+	{ "link.bridge", bridge_fields },
+	{ "link.macvlan", macvlan_fields },
+	{ "link.set", set_fields },
+	{ "link.delete", delete_fields },
+	{ NULL, NULL },
+};
+
 void zm_open_link(lua_State *L)
 {
+	zm_contract_add(L, contract);
 	luaL_newlib(L, funcs);
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "common.h"
+#include "../core/fs.h"
 #include "../core/netns.h"
 
 #include <stdlib.h>

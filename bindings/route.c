@@ -10,6 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The fields each option table may have (also core.contract). */
+static const char *const add_fields[] = { "ns", "family", "dst", "via", "dev",
+					  "metric", "table", "replace", NULL };
+static const char *const delete_fields[] = { "ns", "family", "dst", "via",
+					     "dev", "metric", "table", NULL };
+static const char *const dump_fields[] = { "family", "table", NULL };
+
 static void check_spec(lua_State *L, struct zm_route_spec *s)
 {
 	struct zm_cidr c;
@@ -61,15 +68,12 @@ static void check_spec(lua_State *L, struct zm_route_spec *s)
  */
 static int l_add(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "family", "dst", "via",
-					      "dev", "metric", "table",
-					      "replace", NULL };
 	struct zm_route_spec s;
 	struct zm_ns *ns;
 	bool owned;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, add_fields);
 	check_spec(L, &s);
 	s.replace = zm_opt_bool(L, 1, "replace", 0);
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
@@ -81,14 +85,12 @@ static int l_add(lua_State *L)
 
 static int l_delete(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "family", "dst", "via",
-					      "dev", "metric", "table", NULL };
 	struct zm_route_spec s;
 	struct zm_ns *ns;
 	bool owned;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, delete_fields);
 	check_spec(L, &s);
 	err = zm_opt_ns(L, 1, "ns", &ns, &owned);
 	if (!err)
@@ -108,7 +110,6 @@ static void set_str(lua_State *L, const char *key, const char *val)
 /* dump([ns [, {family = 4|6, table = n}]]) */
 static int l_dump(lua_State *L)
 {
-	static const char *const fields[] = { "family", "table", NULL };
 	struct zm_route_info *v;
 	struct zm_ns *ns;
 	int family = AF_UNSPEC, err;
@@ -119,7 +120,7 @@ static int l_dump(lua_State *L)
 	if (!lua_isnoneornil(L, 2)) {
 		lua_Integer fam;
 
-		zm_check_fields(L, 2, fields);
+		zm_check_fields(L, 2, dump_fields);
 		fam = zm_opt_int(L, 2, "family", 0, 0, 6);
 		if (fam != 0 && fam != 4 && fam != 6)
 			zm_field_error(L, 2, "family", "4 or 6 expected");
@@ -160,7 +161,15 @@ static const luaL_Reg funcs[] = {
 	{ NULL, NULL },
 };
 
+static const struct zm_contract contract[] = {
+	{ "route.add", add_fields },
+	{ "route.delete", delete_fields },
+	{ "route.dump", dump_fields },
+	{ NULL, NULL },
+};
+
 void zm_open_route(lua_State *L)
 {
+	zm_contract_add(L, contract);
 	luaL_newlib(L, funcs);
 }

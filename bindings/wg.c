@@ -76,6 +76,21 @@ static int opt_key(lua_State *L, int idx, const char *field,
 }
 
 /* Errors inside peers[i] name the peer and field, as argument #1. */
+/* The fields each option table may have (also core.contract). */
+static const char *const peer_fields[] = {
+	"public_key", "preshared_key", "endpoint", "persistent_keepalive",
+	"allowed_ips", "replace_allowed_ips", "remove", "update_only", NULL
+};
+static const char *const set_fields[] = { "ns", "name", "private_key",
+					  "listen_port", "fwmark",
+					  "replace_peers", "peers", NULL };
+static const char *const get_fields[] = { "ns", "name", NULL };
+static const char *const create_fields[] = { "name", "birth_ns", "ns", "mtu",
+					     "backend", "program", "log",
+					     "timeout_ms", NULL };
+static const char *const delete_fields[] = { "ns", "name", "birth_ns", NULL };
+static const char *const strays_fields[] = { "birth_ns", "name", NULL };
+
 static int peer_error(lua_State *L, size_t i, const char *field,
 		      const char *why)
 {
@@ -85,17 +100,12 @@ static int peer_error(lua_State *L, size_t i, const char *field,
 
 static void check_peer_fields(lua_State *L, int idx, size_t i)
 {
-	static const char *const fields[] = {
-		"public_key", "preshared_key", "endpoint", "persistent_keepalive",
-		"allowed_ips", "replace_allowed_ips", "remove", "update_only",
-		NULL
-	};
 	const char *const *f;
 
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		lua_pop(L, 1);
-		for (f = fields; *f; f++)
+		for (f = peer_fields; *f; f++)
 			if (lua_type(L, -1) == LUA_TSTRING &&
 			    !strcmp(*f, lua_tostring(L, -1)))
 				break;
@@ -222,16 +232,13 @@ static void convert_peer(lua_State *L, int idx, size_t i, struct zm_wg_peer *p)
  */
 static int l_set(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", "private_key",
-					      "listen_port", "fwmark",
-					      "replace_peers", "peers", NULL };
 	struct zm_wg_device **box, *dev;
 	struct zm_ns *ns;
 	bool owned;
 	size_t n, i;
 	int err, top;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, set_fields);
 	zm_check_ns_field(L, 1, "ns");
 	box = new_devbox(L);
 	top = lua_gettop(L);
@@ -323,7 +330,6 @@ static void push_peer(lua_State *L, const struct zm_wg_peer *p)
 /* get{ns, name} → device table (never the private key). */
 static int l_get(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", NULL };
 	static const char *const backends[] = { "auto", "kernel", "userspace" };
 	struct zm_wg_device **box, *dev;
 	char b64[ZM_KEY_B64_LEN + 1];
@@ -333,7 +339,7 @@ static int l_get(lua_State *L)
 	size_t i;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, get_fields);
 	name = check_ifname(L, 1);
 	zm_check_ns_field(L, 1, "ns");
 	/* Boxed: a raise while pushing (out of memory) must not leak it. */
@@ -390,15 +396,12 @@ static enum zm_wg_backend check_backend(lua_State *L, int idx)
 /* create{name, birth_ns, ns, mtu, backend, program, log, timeout_ms} */
 static int l_create(lua_State *L)
 {
-	static const char *const fields[] = { "name", "birth_ns", "ns", "mtu",
-					      "backend", "program", "log",
-					      "timeout_ms", NULL };
 	struct zm_wg_create c = { 0 };
 	bool birth_owned = false, target_owned = false;
 	pid_t pid = 0;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, create_fields);
 	c.name = check_ifname(L, 1);
 	c.mtu = (unsigned int)zm_opt_int(L, 1, "mtu", 0, 576, 65535);
 	c.backend = check_backend(L, 1);
@@ -427,13 +430,12 @@ static int l_create(lua_State *L)
 /* delete{ns, name, birth_ns}: birth_ns also ends daemons still starting there. */
 static int l_delete(lua_State *L)
 {
-	static const char *const fields[] = { "ns", "name", "birth_ns", NULL };
 	struct zm_ns *ns = NULL, *birth = NULL;
 	bool owned = false, birth_owned = false;
 	const char *name;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, delete_fields);
 	name = check_ifname(L, 1);
 	zm_check_ns_field(L, 1, "ns");
 	zm_check_ns_field(L, 1, "birth_ns");
@@ -452,7 +454,6 @@ static int l_delete(lua_State *L)
 /* strays{birth_ns, name} → pids of daemons for name started there, not serving. */
 static int l_strays(lua_State *L)
 {
-	static const char *const fields[] = { "birth_ns", "name", NULL };
 	struct zm_ns *birth;
 	const char *name;
 	pid_t *pids;
@@ -460,7 +461,7 @@ static int l_strays(lua_State *L)
 	bool owned;
 	int err;
 
-	zm_check_fields(L, 1, fields);
+	zm_check_fields(L, 1, strays_fields);
 	name = check_ifname(L, 1);
 	err = zm_opt_ns(L, 1, "birth_ns", &birth, &owned);
 	if (!err)
@@ -510,6 +511,16 @@ static const luaL_Reg funcs[] = {
 	{ NULL, NULL },
 };
 
+static const struct zm_contract contract[] = {
+	{ "wg.set", set_fields },
+	{ "wg.set peers[]", peer_fields },
+	{ "wg.get", get_fields },
+	{ "wg.create", create_fields },
+	{ "wg.delete", delete_fields },
+	{ "wg.strays", strays_fields },
+	{ NULL, NULL },
+};
+
 void zm_open_wg(lua_State *L)
 {
 	if (luaL_newmetatable(L, DEVBOX_MT)) {
@@ -517,5 +528,6 @@ void zm_open_wg(lua_State *L)
 		lua_setfield(L, -2, "__gc");
 	}
 	lua_pop(L, 1);
+	zm_contract_add(L, contract);
 	luaL_newlib(L, funcs);
 }

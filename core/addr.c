@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+/* Interface addresses over rtnetlink. */
 #include "addr.h"
 #include "err.h"
 #include "ip.h"
@@ -6,15 +7,17 @@
 #include "netns.h"
 #include "nl.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
-#include <netlink/netlink.h>
-#include <netlink/route/addr.h>
-#include <netlink/route/rtnl.h>
+#include <linux/rtnetlink.h>
+
+#define ADDR_MSG 256
 
 static int fail(int err, const char *cidr, const char *dev,
 		const struct zm_ns *ns)
@@ -24,159 +27,170 @@ static int fail(int err, const char *cidr, const char *dev,
 	return err;
 }
 
-/* An rtnl_addr for CIDR on DEV, ready to send. */
-static int build(struct zm_ns *ns, const char *dev, const char *cidr,
-		 struct rtnl_addr **out)
+/* RTM_NEWADDR or RTM_DELADDR for CIDR on DEV, sent. */
+static int change(struct zm_ns *ns, uint16_t type, uint16_t flags,
+		  const char *dev, const char *cidr, uint8_t ifa_flags)
 {
+	char buf[ADDR_MSG] = { 0 };
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifaddrmsg *ifa;
 	struct zm_cidr c;
-	struct nl_addr *local;
-	struct rtnl_addr *addr;
 	int err, idx;
 
 	zm_err_clear();
 	if (!zm_link_name_valid(dev)) {
 		zm_err_set("invalid link name");
-		return -EINVAL;
+		return fail(-EINVAL, cidr, dev ? dev : "", ns);
 	}
 	err = zm_cidr_parse(cidr, &c);
 	if (err)
-		return err;
+		return fail(err, cidr, dev, ns);
 	idx = zm_link_index(ns, dev);
 	if (idx < 0)
-		return idx;
+		return fail(idx, cidr, dev, ns);
 	zm_err_clear();
-	zm_nl_begin();
-	local = nl_addr_build(c.family, c.addr, zm_ip_len(c.family));
-	addr = rtnl_addr_alloc();
-	if (!local || !addr) {
-		nl_addr_put(local);
-		rtnl_addr_put(addr);
-		return -ENOMEM;
-	}
-	nl_addr_set_prefixlen(local, (int)c.prefix);
-	rtnl_addr_set_ifindex(addr, idx);
-	rtnl_addr_set_family(addr, c.family);
-	err = zm_nl_result(rtnl_addr_set_local(addr, local));
-	nl_addr_put(local);
-	if (err) {
-		rtnl_addr_put(addr);
-		return err;
-	}
-	rtnl_addr_set_prefixlen(addr, (int)c.prefix);
-	*out = addr;
-	return 0;
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = flags;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = (uint8_t)c.family;
+	ifa->ifa_prefixlen = (uint8_t)c.prefix;
+	ifa->ifa_flags = ifa_flags;
+	ifa->ifa_index = (uint32_t)idx;
+	/* 127/8 is host scope, as ip(8) and libnl make it. */
+	if (c.family == AF_INET && c.addr[0] == 127)
+		ifa->ifa_scope = RT_SCOPE_HOST;
+	/* As ip(8) does: the local address, and the same as the peer's. */
+	mnl_attr_put(nlh, IFA_LOCAL, zm_ip_len(c.family), c.addr);
+	mnl_attr_put(nlh, IFA_ADDRESS, zm_ip_len(c.family), c.addr);
+	err = zm_nl_route(ns, nlh, NULL, NULL);
+	return err ? fail(err, cidr, dev, ns) : 0;
 }
 
 int zm_addr_add(struct zm_ns *ns, const char *dev, const char *cidr,
 		const struct zm_addr_opts *opts)
 {
-	struct rtnl_addr *addr;
-	struct nl_sock *sk;
-	int err;
-
-	err = build(ns, dev, cidr, &addr);
-	if (err)
-		return fail(err, cidr, dev, ns);
-	if (opts && opts->nodad)
-		rtnl_addr_set_flags(addr, IFA_F_NODAD);
-	err = zm_nl_route(ns, &sk);
-	if (!err)
-		err = zm_nl_result(rtnl_addr_add(sk, addr,
-						 opts && opts->replace ?
-						 NLM_F_REPLACE : NLM_F_EXCL));
-	rtnl_addr_put(addr);
-	if (err)
-		return fail(err, cidr, dev, ns);
-	return 0;
+	return change(ns, RTM_NEWADDR, NLM_F_CREATE |
+		      (opts && opts->replace ? NLM_F_REPLACE : NLM_F_EXCL),
+		      dev, cidr, opts && opts->nodad ? IFA_F_NODAD : 0);
 }
 
 int zm_addr_delete(struct zm_ns *ns, const char *dev, const char *cidr)
 {
-	struct rtnl_addr *addr;
-	struct nl_sock *sk;
-	int err;
-
-	err = build(ns, dev, cidr, &addr);
-	if (err)
-		return fail(err, cidr, dev, ns);
-	err = zm_nl_route(ns, &sk);
-	if (!err)
-		err = zm_nl_result(rtnl_addr_delete(sk, addr, 0));
-	rtnl_addr_put(addr);
-	if (err)
-		return fail(err, cidr, dev, ns);
-	return 0;
+	return change(ns, RTM_DELADDR, 0, dev, cidr, 0);
 }
 
-static void fill_info(struct rtnl_addr *a, struct nl_cache *links,
-		      struct zm_addr_info *info)
+/* The name of SCOPE as ip(8) and libnl write it. */
+void zm_scope_name(unsigned int scope, char *buf, size_t len)
 {
-	struct nl_addr *local = rtnl_addr_get_local(a);
+	const char *s = scope == RT_SCOPE_UNIVERSE ? "global" :
+			scope == RT_SCOPE_SITE ? "site" :
+			scope == RT_SCOPE_LINK ? "link" :
+			scope == RT_SCOPE_HOST ? "host" :
+			scope == RT_SCOPE_NOWHERE ? "nowhere" : NULL;
 
-	memset(info, 0, sizeof(*info));
-	info->index = rtnl_addr_get_ifindex(a);
-	info->family = rtnl_addr_get_family(a);
-	info->flags = rtnl_addr_get_flags(a);
-	rtnl_link_i2name(links, info->index, info->dev, sizeof(info->dev));
-	if (local) {
-		char buf[INET6_ADDRSTRLEN];
+	if (s)
+		snprintf(buf, len, "%s", s);
+	else
+		snprintf(buf, len, "%u", scope);
+}
 
-		/* nl_addr2str drops "/32": print address and prefix ourselves. */
-		nl_addr2str(local, buf, sizeof(buf));
-		buf[strcspn(buf, "/")] = '\0';
-		snprintf(info->cidr, sizeof(info->cidr), "%s/%d", buf,
-			 rtnl_addr_get_prefixlen(a));
+struct addr_vec {
+	struct zm_addr_info *v;
+	size_t n;
+	int idx;
+	const struct zm_link_info *links;
+	size_t nlinks;
+};
+
+struct addr_attrs {
+	const void *local, *address;
+	uint32_t flags;
+	bool has_flags;
+};
+
+static int addr_attr(const struct nlattr *attr, void *data)
+{
+	struct addr_attrs *a = data;
+
+	switch (mnl_attr_get_type(attr)) {
+	case IFA_LOCAL:
+		a->local = mnl_attr_get_payload(attr);
+		break;
+	case IFA_ADDRESS:
+		a->address = mnl_attr_get_payload(attr);
+		break;
+	case IFA_FLAGS:
+		a->flags = mnl_attr_get_u32(attr);
+		a->has_flags = true;
+		break;
 	}
-	rtnl_scope2str(rtnl_addr_get_scope(a), info->scope,
-		       sizeof(info->scope));
+	return MNL_CB_OK;
+}
+
+static int add_info(const struct nlmsghdr *nlh, void *arg)
+{
+	const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+	struct addr_attrs a = { 0 };
+	struct addr_vec *av = arg;
+	struct zm_addr_info *info;
+	char text[INET6_ADDRSTRLEN];
+	size_t i;
+
+	if (av->idx && (int)ifa->ifa_index != av->idx)
+		return 0;
+	if (zm_grow((void **)&av->v, av->n, sizeof(*av->v)))
+		return -ENOMEM;
+	mnl_attr_parse(nlh, sizeof(*ifa), addr_attr, &a);
+	info = &av->v[av->n++];
+	memset(info, 0, sizeof(*info));
+	info->index = (int)ifa->ifa_index;
+	info->family = ifa->ifa_family;
+	info->flags = a.has_flags ? a.flags : ifa->ifa_flags;
+	for (i = 0; i < av->nlinks; i++)
+		if (av->links[i].index == info->index)
+			snprintf(info->dev, sizeof(info->dev), "%s",
+				 av->links[i].name);
+	/* IPv6 has no IFA_LOCAL: its address is IFA_ADDRESS. */
+	if ((a.local || a.address) &&
+	    inet_ntop(ifa->ifa_family, a.local ? a.local : a.address, text,
+		      sizeof(text)))
+		snprintf(info->cidr, sizeof(info->cidr), "%s/%u", text,
+			 ifa->ifa_prefixlen);
+	zm_scope_name(ifa->ifa_scope, info->scope, sizeof(info->scope));
+	return 0;
 }
 
 int zm_addr_dump(struct zm_ns *ns, const char *dev, struct zm_addr_info **out,
 		 size_t *count)
 {
-	struct nl_cache *cache = NULL, *links = NULL;
-	struct nl_object *obj;
-	struct zm_addr_info *v;
-	struct nl_sock *sk;
-	size_t n = 0;
-	int err, idx = 0;
+	char buf[ADDR_MSG] = { 0 };
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct zm_link_info *links = NULL;
+	struct addr_vec av = { 0 };
+	int err;
 
 	zm_err_clear();
 	*out = NULL;
 	*count = 0;
 	if (dev) {
-		idx = zm_link_index(ns, dev);
-		if (idx < 0)
-			return idx;
+		av.idx = zm_link_index(ns, dev);
+		if (av.idx < 0)
+			return av.idx;
 	}
-	zm_nl_begin();
-	err = zm_nl_route(ns, &sk);
+	nlh->nlmsg_type = RTM_GETADDR;
+	nlh->nlmsg_flags = NLM_F_DUMP;
+	mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifaddrmsg));
+	err = zm_link_dump(ns, &links, &av.nlinks);
+	av.links = links;
 	if (!err)
-		err = zm_nl_result(rtnl_link_alloc_cache(sk, AF_UNSPEC, &links));
-	if (!err)
-		err = zm_nl_result(rtnl_addr_alloc_cache(sk, &cache));
-	if (err)
-		goto out;
-	v = calloc((size_t)nl_cache_nitems(cache) + 1, sizeof(*v));
-	if (!v) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj)) {
-		struct rtnl_addr *a = (struct rtnl_addr *)obj;
-
-		if (idx && rtnl_addr_get_ifindex(a) != idx)
-			continue;
-		fill_info(a, links, &v[n++]);
-	}
-	*out = v;
-	*count = n;
-out:
-	if (cache)
-		nl_cache_free(cache);
-	if (links)
-		nl_cache_free(links);
-	if (err)
+		err = zm_nl_route(ns, nlh, add_info, &av);
+	free(links);
+	if (err) {
+		free(av.v);
 		zm_err_context("addresses of namespace %s", zm_ns_label(ns));
-	return err;
+		return err;
+	}
+	*out = av.v;
+	*count = av.n;
+	return 0;
 }

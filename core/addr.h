@@ -26,6 +26,8 @@ struct zm_addr_opts {
 int zm_addr_add(struct zm_ns *ns, const char *dev, const char *cidr,
 		const struct zm_addr_opts *opts);
 int zm_addr_delete(struct zm_ns *ns, const char *dev, const char *cidr);
+/* The name of an rtnetlink scope ("global", "link", "host" …). */
+void zm_scope_name(unsigned int scope, char *buf, size_t len);
 /* Every address of ns (dev NULL) or of one link; free *out with free(). */
 int zm_addr_dump(struct zm_ns *ns, const char *dev, struct zm_addr_info **out,
 		 size_t *count);

@@ -29,7 +29,4 @@ const char *zm_err_text(void);
 /* "EEXIST" for EEXIST; "E<n>" for an errno without a name. */
 const char *zm_errno_name(int err, char *buf, unsigned len);
 
-/* Map a libnl NLE_* code (positive or negative) to a positive errno. */
-int zm_nle_to_errno(int nle);
-
 #endif

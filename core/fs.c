@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "fs.h"
 #include "err.h"
-#include "netns.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -178,6 +177,17 @@ int zm_fs_lock(const char *path, unsigned int timeout_ms)
 		waited += 10;
 	}
 	return fd;
+}
+
+void zm_strv_free(char **v, size_t count)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	for (i = 0; i < count; i++)
+		free(v[i]);
+	free(v);
 }
 
 static int cmp_str(const void *a, const void *b)

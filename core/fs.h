@@ -33,6 +33,7 @@ int zm_fs_stat(const char *path, enum zm_fs_type *type, off_t *size);
 int zm_fs_lock(const char *path, unsigned int timeout_ms);
 /* Sorted entry names of DIR (no "." or ".."); free with zm_strv_free. */
 int zm_fs_list(const char *dir, char ***names, size_t *count);
+void zm_strv_free(char **v, size_t count);
 
 /* The target of symlink PATH into buf (NUL-terminated). */
 int zm_fs_readlink(const char *path, char *buf, size_t len);

@@ -55,7 +55,9 @@ int zm_cidr_parse(const char *text, struct zm_cidr *out)
 	}
 	errno = 0;
 	prefix = strtoul(slash + 1, &end, 10);
-	if (!slash[1] || *end || errno || slash[1] == '-' || slash[1] == '+' ||
+	/* Digits only, no leading zero: as strict as zmesh.ip. */
+	if (!slash[1] || *end || errno || slash[1] < '0' || slash[1] > '9' ||
+	    (slash[1] == '0' && slash[2]) ||
 	    prefix > zm_ip_len(out->family) * 8) {
 		zm_err_set("'%s' has an invalid prefix length", text);
 		return -EINVAL;

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+/* Links over rtnetlink: each verb builds its message, nl.c sends it. */
 #include "link.h"
 #include "err.h"
 #include "netns.h"
@@ -9,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <netlink/netlink.h>
-#include <netlink/route/link.h>
-#include <netlink/route/link/macvlan.h>
-#include <netlink/route/link/veth.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+
+/* Every link message fits: a name, a few numbers, two nests. */
+#define LINK_MSG 1024
 
 int zm_link_name_valid(const char *name)
 {
@@ -39,157 +43,238 @@ static int check_name(const char *name, const char *what)
 	return -EINVAL;
 }
 
-/* Begin an operation on ns: clear errors, get its socket. */
-static int begin(struct zm_ns *ns, struct nl_sock **sk)
-{
-	zm_err_clear();
-	zm_nl_begin();
-	return zm_nl_route(ns, sk);
-}
-
 static int fail(int err, const char *name, const struct zm_ns *ns)
 {
 	zm_err_context("link '%s' in namespace %s", name, zm_ns_label(ns));
 	return err;
 }
 
-int zm_link_index(struct zm_ns *ns, const char *name)
+/* RTM_*LINK for the link INDEX or NAME; the ifinfomsg is returned. */
+static struct ifinfomsg *link_msg(char *buf, uint16_t type, uint16_t flags,
+				  int index, const char *name)
 {
-	struct nl_sock *sk;
-	struct rtnl_link *link = NULL;
-	int err, idx;
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifinfomsg *ifi;
 
-	err = begin(ns, &sk);
-	if (err)
-		return err;
-	err = zm_nl_result(rtnl_link_get_kernel(sk, 0, name, &link));
-	if (err)
-		return fail(err, name, ns);
-	idx = rtnl_link_get_ifindex(link);
-	rtnl_link_put(link);
-	return idx;
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = flags;
+	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_index = index;
+	if (name)
+		mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+	return ifi;
 }
 
-static int add_link(struct nl_sock *sk, struct rtnl_link *link)
+static int linkinfo_attr(const struct nlattr *attr, void *data)
 {
-	return zm_nl_result(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL));
+	struct zm_link_info *info = data;
+
+	if (mnl_attr_get_type(attr) == IFLA_INFO_KIND)
+		snprintf(info->kind, sizeof(info->kind), "%s",
+			 mnl_attr_get_str(attr));
+	return MNL_CB_OK;
 }
 
-int zm_link_add_veth(struct zm_ns *ns, const char *name, struct zm_ns *peer_ns,
-		     const char *peer, unsigned int mtu)
+static int link_attr(const struct nlattr *attr, void *data)
 {
-	struct rtnl_link *link, *peer_link;
-	struct nl_sock *sk;
-	int err;
+	static const char *const operstates[] = {
+		"unknown", "notpresent", "down", "lowerlayerdown", "testing",
+		"dormant", "up",
+	};
+	struct zm_link_info *info = data;
+	const uint8_t *mac;
+	uint16_t i, len;
+	size_t o = 0;
+	uint8_t op;
 
-	err = begin(ns, &sk);
-	if (err)
-		return err;
-	err = check_name(name, "link");
-	if (!err)
-		err = check_name(peer, "peer");
-	if (err)
-		return fail(err, name, ns);
-	link = rtnl_link_veth_alloc();
-	if (!link)
-		return -ENOMEM;
-	peer_link = rtnl_link_veth_get_peer(link);
-	rtnl_link_set_name(link, name);
-	rtnl_link_set_name(peer_link, peer);
-	if (mtu) {
-		rtnl_link_set_mtu(link, mtu);
-		rtnl_link_set_mtu(peer_link, mtu);
+	switch (mnl_attr_get_type(attr)) {
+	case IFLA_IFNAME:
+		snprintf(info->name, sizeof(info->name), "%s",
+			 mnl_attr_get_str(attr));
+		break;
+	case IFLA_MTU:
+		info->mtu = mnl_attr_get_u32(attr);
+		break;
+	case IFLA_MASTER:
+		info->master = (int)mnl_attr_get_u32(attr);
+		break;
+	case IFLA_LINK:
+		info->link = (int)mnl_attr_get_u32(attr);
+		break;
+	case IFLA_LINK_NETNSID:
+		info->link_netnsid = (int)mnl_attr_get_u32(attr);
+		break;
+	case IFLA_OPERSTATE:
+		op = mnl_attr_get_u8(attr);
+		snprintf(info->operstate, sizeof(info->operstate), "%s",
+			 op < sizeof(operstates) / sizeof(*operstates) ?
+			 operstates[op] : "unknown");
+		break;
+	case IFLA_ADDRESS:
+		mac = mnl_attr_get_payload(attr);
+		len = mnl_attr_get_payload_len(attr);
+		for (i = 0; i < len && o + 3 < sizeof(info->mac); i++)
+			o += (size_t)snprintf(info->mac + o,
+					      sizeof(info->mac) - o, "%s%02x",
+					      i ? ":" : "", mac[i]);
+		break;
+	case IFLA_LINKINFO:
+		mnl_attr_parse_nested(attr, linkinfo_attr, data);
+		break;
 	}
-	if (peer_ns && peer_ns != ns)
-		rtnl_link_set_ns_fd(peer_link, peer_ns->fd);
-	err = add_link(sk, link);
-	rtnl_link_put(peer_link);
-	rtnl_link_veth_release(link);
-	if (err)
-		return fail(err, name, ns);
+	return MNL_CB_OK;
+}
+
+static int on_link(const struct nlmsghdr *nlh, void *arg)
+{
+	const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+	struct zm_link_info *info = arg;
+
+	memset(info, 0, sizeof(*info));
+	info->index = ifi->ifi_index;
+	info->flags = ifi->ifi_flags;
+	info->link_netnsid = -1;
+	snprintf(info->operstate, sizeof(info->operstate), "unknown");
+	mnl_attr_parse(nlh, sizeof(*ifi), link_attr, info);
+	/* Without a peer attribute, IFLA_LINK of a top-level link is itself. */
+	if (info->link == info->index)
+		info->link = 0;
 	return 0;
 }
 
-int zm_link_add_bridge(struct zm_ns *ns, const char *name, unsigned int mtu)
+int zm_link_get(struct zm_ns *ns, const char *name, struct zm_link_info *out)
 {
-	struct rtnl_link *link;
-	struct nl_sock *sk;
+	char buf[LINK_MSG] = { 0 };
 	int err;
-
-	err = begin(ns, &sk);
-	if (err)
-		return err;
-	err = check_name(name, "link");
-	if (err)
-		return fail(err, name, ns);
-	link = rtnl_link_alloc();
-	if (!link)
-		return -ENOMEM;
-	rtnl_link_set_name(link, name);
-	err = zm_nl_result(rtnl_link_set_type(link, "bridge"));
-	if (!err && mtu)
-		rtnl_link_set_mtu(link, mtu);
-	if (!err)
-		err = add_link(sk, link);
-	rtnl_link_put(link);
-	if (err)
-		return fail(err, name, ns);
-	return 0;
-}
-
-int zm_link_add_macvlan(struct zm_ns *parent_ns, const char *parent,
-			struct zm_ns *ns, const char *name, const char *mode,
-			unsigned int mtu)
-{
-	struct rtnl_link *link;
-	struct nl_sock *sk;
-	int err, parent_idx, mode_id;
 
 	zm_err_clear();
 	err = check_name(name, "link");
-	if (!err)
-		err = check_name(parent, "parent");
-	if (err)
-		return fail(err, name, ns);
-	mode_id = rtnl_link_macvlan_str2mode(mode ? mode : "bridge");
-	if (mode_id < 0) {
-		zm_err_set("unknown macvlan mode '%s'", mode);
-		return fail(-EINVAL, name, ns);
+	if (!err) {
+		out->index = 0;
+		link_msg(buf, RTM_GETLINK, 0, 0, name);
+		err = zm_nl_route(ns, (void *)buf, on_link, out);
 	}
-	parent_idx = zm_link_index(parent_ns, parent);
-	if (parent_idx < 0)
-		return parent_idx;
-	/* Made next to its parent, born straight into ns. */
-	err = begin(parent_ns, &sk);
-	if (err)
-		return err;
-	link = rtnl_link_macvlan_alloc();
-	if (!link)
+	if (!err && !out->index)
+		err = -ENODEV;
+	return err ? fail(err, name, ns) : 0;
+}
+
+int zm_link_index(struct zm_ns *ns, const char *name)
+{
+	struct zm_link_info info;
+	int err = zm_link_get(ns, name, &info);
+
+	return err ? err : info.index;
+}
+
+struct link_vec {
+	struct zm_link_info *v;
+	size_t n;
+};
+
+static int add_info(const struct nlmsghdr *nlh, void *arg)
+{
+	struct link_vec *lv = arg;
+
+	if (zm_grow((void **)&lv->v, lv->n, sizeof(*lv->v)))
 		return -ENOMEM;
-	rtnl_link_set_name(link, name);
-	rtnl_link_set_link(link, parent_idx);
-	rtnl_link_macvlan_set_mode(link, (uint32_t)mode_id);
-	if (mtu)
-		rtnl_link_set_mtu(link, mtu);
-	if (ns != parent_ns)
-		rtnl_link_set_ns_fd(link, ns->fd);
-	err = add_link(sk, link);
-	rtnl_link_put(link);
-	if (err)
-		return fail(err, name, ns);
+	return on_link(nlh, &lv->v[lv->n++]);
+}
+
+int zm_link_dump(struct zm_ns *ns, struct zm_link_info **out, size_t *count)
+{
+	char buf[LINK_MSG] = { 0 };
+	struct link_vec lv = { 0 };
+	int err;
+
+	zm_err_clear();
+	link_msg(buf, RTM_GETLINK, NLM_F_DUMP, 0, NULL);
+	err = zm_nl_route(ns, (void *)buf, add_info, &lv);
+	if (err) {
+		free(lv.v);
+		zm_err_context("links of namespace %s", zm_ns_label(ns));
+		return err;
+	}
+	*out = lv.v;
+	*count = lv.n;
 	return 0;
+}
+
+/* The link data of kind L->kind: a veth's peer, a macvlan's mode. */
+static void put_info_data(struct nlmsghdr *nlh, const struct zm_link_new *l,
+			  const struct zm_ns *home)
+{
+	struct nlattr *data, *peer;
+	struct ifinfomsg ifi = { 0 };
+
+	if (!l->peer && !l->macvlan_mode)
+		return;
+	data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+	if (l->macvlan_mode)
+		mnl_attr_put_u32(nlh, IFLA_MACVLAN_MODE, l->macvlan_mode);
+	if (l->peer) {
+		peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+		/* The peer is a link request: its header, then attributes. */
+		memcpy(mnl_nlmsg_get_payload_tail(nlh), &ifi, sizeof(ifi));
+		nlh->nlmsg_len += MNL_ALIGN(sizeof(ifi));
+		mnl_attr_put_strz(nlh, IFLA_IFNAME, l->peer);
+		if (l->mtu)
+			mnl_attr_put_u32(nlh, IFLA_MTU, l->mtu);
+		if (l->peer_ns && l->peer_ns != home)
+			mnl_attr_put_u32(nlh, IFLA_NET_NS_FD,
+					 (uint32_t)l->peer_ns->fd);
+		mnl_attr_nest_end(nlh, peer);
+	}
+	mnl_attr_nest_end(nlh, data);
+}
+
+int zm_link_add(struct zm_ns *ns, const struct zm_link_new *l)
+{
+	struct zm_ns *home = l->netns ? l->netns : ns;
+	char buf[LINK_MSG] = { 0 };
+	struct nlmsghdr *nlh = (void *)buf;
+	struct nlattr *info;
+	int err, parent = 0;
+
+	zm_err_clear();
+	err = check_name(l->name, "link");
+	if (!err && l->peer)
+		err = check_name(l->peer, "peer");
+	if (!err && l->parent)
+		err = check_name(l->parent, "parent");
+	if (err)
+		return fail(err, l->name ? l->name : "", home);
+	if (l->parent) {
+		parent = zm_link_index(ns, l->parent);
+		if (parent < 0)
+			return parent;
+		zm_err_clear();
+	}
+	link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0, l->name);
+	if (l->mtu)
+		mnl_attr_put_u32(nlh, IFLA_MTU, l->mtu);
+	if (parent)
+		mnl_attr_put_u32(nlh, IFLA_LINK, (uint32_t)parent);
+	/* Born straight into its namespace, next to what it hangs on. */
+	if (home != ns)
+		mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)home->fd);
+	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, l->kind);
+	put_info_data(nlh, l, home);
+	mnl_attr_nest_end(nlh, info);
+	err = zm_nl_route(ns, nlh, NULL, NULL);
+	return err ? fail(err, l->name, home) : 0;
 }
 
 int zm_link_set(struct zm_ns *ns, const char *name,
 		const struct zm_link_change *c)
 {
-	struct rtnl_link *orig = NULL, *change = NULL;
-	struct nl_sock *sk;
-	int err, master = 0;
+	char buf[LINK_MSG] = { 0 };
+	struct nlmsghdr *nlh = (void *)buf;
+	struct ifinfomsg *ifi;
+	int err, index, master = 0;
 
-	err = begin(ns, &sk);
-	if (err)
-		return err;
+	zm_err_clear();
 	err = check_name(name, "link");
 	if (!err && (c->has & ZM_LINK_SET_NAME))
 		err = check_name(c->name, "new link");
@@ -201,138 +286,37 @@ int zm_link_set(struct zm_ns *ns, const char *name,
 		master = zm_link_index(ns, c->master);
 		if (master < 0)
 			return master;
-		zm_nl_begin();
 	}
-	err = zm_nl_result(rtnl_link_get_kernel(sk, 0, name, &orig));
-	if (err)
-		goto out;
-	change = rtnl_link_alloc();
-	if (!change) {
-		err = -ENOMEM;
-		goto out;
-	}
+	index = zm_link_index(ns, name);
+	if (index < 0)
+		return index;
+	zm_err_clear();
+	ifi = link_msg(buf, RTM_NEWLINK, 0, index,
+		       (c->has & ZM_LINK_SET_NAME) ? c->name : NULL);
 	if (c->has & ZM_LINK_SET_UP) {
-		if (c->up)
-			rtnl_link_set_flags(change, IFF_UP);
-		else
-			rtnl_link_unset_flags(change, IFF_UP);
+		ifi->ifi_change = IFF_UP;
+		ifi->ifi_flags = c->up ? IFF_UP : 0;
 	}
 	if (c->has & ZM_LINK_SET_MTU)
-		rtnl_link_set_mtu(change, c->mtu);
+		mnl_attr_put_u32(nlh, IFLA_MTU, c->mtu);
 	if (c->has & ZM_LINK_SET_MASTER)
-		rtnl_link_set_master(change, master);
+		mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)master);
 	if (c->has & ZM_LINK_SET_NETNS)
-		rtnl_link_set_ns_fd(change, c->netns->fd);
-	if (c->has & ZM_LINK_SET_NAME)
-		rtnl_link_set_name(change, c->name);
-	err = zm_nl_result(rtnl_link_change(sk, orig, change, 0));
-out:
-	if (change)
-		rtnl_link_put(change);
-	if (orig)
-		rtnl_link_put(orig);
-	if (err)
-		return fail(err, name, ns);
-	return 0;
+		mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)c->netns->fd);
+	err = zm_nl_route(ns, nlh, NULL, NULL);
+	return err ? fail(err, name, ns) : 0;
 }
 
 int zm_link_delete(struct zm_ns *ns, const char *name)
 {
-	struct rtnl_link *link;
-	struct nl_sock *sk;
+	char buf[LINK_MSG] = { 0 };
 	int err;
 
-	err = begin(ns, &sk);
-	if (err)
-		return err;
+	zm_err_clear();
 	err = check_name(name, "link");
-	if (err)
-		return fail(err, name, ns);
-	link = rtnl_link_alloc();
-	if (!link)
-		return -ENOMEM;
-	rtnl_link_set_name(link, name);
-	err = zm_nl_result(rtnl_link_delete(sk, link));
-	rtnl_link_put(link);
-	if (err)
-		return fail(err, name, ns);
-	return 0;
-}
-
-static void fill_info(struct rtnl_link *link, struct zm_link_info *info)
-{
-	struct nl_addr *addr;
-	const char *kind = rtnl_link_get_type(link);
-	int32_t nsid = -1;
-
-	memset(info, 0, sizeof(*info));
-	snprintf(info->name, sizeof(info->name), "%s",
-		 rtnl_link_get_name(link) ? rtnl_link_get_name(link) : "");
-	snprintf(info->kind, sizeof(info->kind), "%s", kind ? kind : "");
-	info->index = rtnl_link_get_ifindex(link);
-	info->master = rtnl_link_get_master(link);
-	info->link = rtnl_link_get_link(link);
-	info->link_netnsid = rtnl_link_get_link_netnsid(link, &nsid) ? -1 : nsid;
-	info->mtu = rtnl_link_get_mtu(link);
-	info->flags = rtnl_link_get_flags(link);
-	rtnl_link_operstate2str(rtnl_link_get_operstate(link), info->operstate,
-				sizeof(info->operstate));
-	addr = rtnl_link_get_addr(link);
-	if (addr && nl_addr_get_len(addr))
-		nl_addr2str(addr, info->mac, sizeof(info->mac));
-	/* Without a peer attribute, IFLA_LINK of a top-level link is itself. */
-	if (info->link == info->index)
-		info->link = 0;
-}
-
-int zm_link_get(struct zm_ns *ns, const char *name, struct zm_link_info *out)
-{
-	struct rtnl_link *link = NULL;
-	struct nl_sock *sk;
-	int err;
-
-	err = begin(ns, &sk);
-	if (err)
-		return err;
-	err = check_name(name, "link");
-	if (err)
-		return fail(err, name, ns);
-	err = zm_nl_result(rtnl_link_get_kernel(sk, 0, name, &link));
-	if (err)
-		return fail(err, name, ns);
-	fill_info(link, out);
-	rtnl_link_put(link);
-	return 0;
-}
-
-int zm_link_dump(struct zm_ns *ns, struct zm_link_info **out, size_t *count)
-{
-	struct nl_cache *cache = NULL;
-	struct nl_object *obj;
-	struct zm_link_info *v;
-	struct nl_sock *sk;
-	size_t n = 0;
-	int err;
-
-	*out = NULL;
-	*count = 0;
-	err = begin(ns, &sk);
-	if (err)
-		return err;
-	err = zm_nl_result(rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache));
-	if (err) {
-		zm_err_context("links of namespace %s", zm_ns_label(ns));
-		return err;
+	if (!err) {
+		link_msg(buf, RTM_DELLINK, 0, 0, name);
+		err = zm_nl_route(ns, (void *)buf, NULL, NULL);
 	}
-	v = calloc((size_t)nl_cache_nitems(cache) + 1, sizeof(*v));
-	if (!v) {
-		nl_cache_free(cache);
-		return -ENOMEM;
-	}
-	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj))
-		fill_info((struct rtnl_link *)obj, &v[n++]);
-	nl_cache_free(cache);
-	*out = v;
-	*count = n;
-	return 0;
+	return err ? fail(err, name, ns) : 0;
 }

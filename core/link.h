@@ -5,6 +5,7 @@
 
 #include <net/if.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct zm_ns;
 
@@ -42,14 +43,23 @@ struct zm_link_change {
 /* 1 when NAME is a valid interface name (1..15 chars, no '/', ':' or space). */
 int zm_link_name_valid(const char *name);
 
-/* A veth pair: NAME in ns, PEER in peer_ns (NULL: same as ns). mtu 0: default. */
-int zm_link_add_veth(struct zm_ns *ns, const char *name, struct zm_ns *peer_ns,
-		     const char *peer, unsigned int mtu);
-int zm_link_add_bridge(struct zm_ns *ns, const char *name, unsigned int mtu);
-/* A macvlan on PARENT (in parent_ns), created directly in ns. */
-int zm_link_add_macvlan(struct zm_ns *parent_ns, const char *parent,
-			struct zm_ns *ns, const char *name, const char *mode,
-			unsigned int mtu);
+/*
+ * A link to make, of kind KIND ("veth", "bridge", "macvlan",
+ * "wireguard" …), strictly (-EEXIST when there is one).
+ */
+struct zm_link_new {
+	const char *name, *kind;
+	unsigned int mtu;		/* 0: the kind's default */
+	struct zm_ns *netns;		/* born there (NULL: where made) */
+	const char *parent;		/* macvlan: what it hangs on … */
+	uint32_t macvlan_mode;		/* … MACVLAN_MODE_* */
+	const char *peer;		/* veth: the other end … */
+	struct zm_ns *peer_ns;		/* … NULL: the same namespace */
+};
+
+/* Made through ns (where the parent is, and a wireguard's UDP socket). */
+int zm_link_add(struct zm_ns *ns, const struct zm_link_new *l);
+
 int zm_link_set(struct zm_ns *ns, const char *name,
 		const struct zm_link_change *change);
 int zm_link_delete(struct zm_ns *ns, const char *name);

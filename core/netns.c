@@ -4,7 +4,6 @@
 #include "err.h"
 #include "fs.h"
 #include "nl.h"
-#include "nft.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -156,30 +155,19 @@ out_unlink:
 
 int zm_netns_exists(const char *name)
 {
-	char path[PATH_MAX];
-	int fd, ret;
+	struct zm_ns *ns;
+	int err;
 
 	zm_err_clear();
 	if (check_name(name))
 		return -EINVAL;
-	ns_path(path, sizeof(path), name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	ret = is_netns_fd(fd);
-	close(fd);
-	return ret;
-}
-
-void zm_strv_free(char **v, size_t count)
-{
-	size_t i;
-
-	if (!v)
-		return;
-	for (i = 0; i < count; i++)
-		free(v[i]);
-	free(v);
+	err = zm_ns_open(name, &ns);
+	zm_ns_close(ns);
+	if (err == -ENOENT || err == -EINVAL) {
+		zm_err_clear();
+		return 0;
+	}
+	return err ? err : 1;
 }
 
 int zm_netns_list(char ***names, size_t *count)
@@ -205,31 +193,13 @@ int zm_netns_list(char ***names, size_t *count)
 	return 0;
 }
 
-/* The (dev, ino) identity of the namespace named NAME. */
-static int ns_identity(const char *name, struct stat *st)
-{
-	char path[PATH_MAX];
-	int fd, err = 0;
-
-	ns_path(path, sizeof(path), name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (!is_netns_fd(fd))
-		err = -EINVAL;
-	else if (fstat(fd, st))
-		err = -errno;
-	close(fd);
-	return err;
-}
-
-static int collect_pids(const struct stat *ns, pid_t **pids, size_t *count)
+static int collect_pids(const struct zm_ns *ns, pid_t **pids, size_t *count)
 {
 	char path[64];
 	struct dirent *de;
 	struct stat st;
-	pid_t *v = NULL, *nv, self = getpid();
-	size_t n = 0, cap = 0;
+	pid_t *v = NULL, self = getpid();
+	size_t n = 0;
 	DIR *dir;
 
 	dir = opendir("/proc");
@@ -243,19 +213,13 @@ static int collect_pids(const struct stat *ns, pid_t **pids, size_t *count)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%ld/ns/net", pid);
 		/* Zombies and vanished processes have no namespace: skip. */
-		if (stat(path, &st))
+		if (stat(path, &st) || st.st_dev != ns->dev ||
+		    st.st_ino != ns->ino)
 			continue;
-		if (st.st_dev != ns->st_dev || st.st_ino != ns->st_ino)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				free(v);
-				closedir(dir);
-				return -ENOMEM;
-			}
-			v = nv;
+		if (zm_grow((void **)&v, n, sizeof(*v))) {
+			free(v);
+			closedir(dir);
+			return -ENOMEM;
 		}
 		v[n++] = (pid_t)pid;
 	}
@@ -265,38 +229,30 @@ static int collect_pids(const struct stat *ns, pid_t **pids, size_t *count)
 	return 0;
 }
 
-int zm_netns_pids(const char *name, pid_t **pids, size_t *count)
-{
-	struct stat ns;
-	int err;
-
-	zm_err_clear();
-	*pids = NULL;
-	*count = 0;
-	err = check_name(name);
-	if (err)
-		return err;
-	err = ns_identity(name, &ns);
-	if (err) {
-		if (err == -ENOENT)
-			zm_err_set("namespace '%s' does not exist", name);
-		return err;
-	}
-	return collect_pids(&ns, pids, count);
-}
-
 int zm_ns_pids(const struct zm_ns *ns, pid_t **pids, size_t *count)
 {
-	struct stat st;
+	*pids = NULL;
+	*count = 0;
+	return collect_pids(ns, pids, count);
+}
+
+int zm_netns_pids(const char *name, pid_t **pids, size_t *count)
+{
+	struct zm_ns *ns;
+	int err = check_name(name);
 
 	*pids = NULL;
 	*count = 0;
-	if (fstat(ns->fd, &st))
-		return -errno;
-	return collect_pids(&st, pids, count);
+	if (!err)
+		err = zm_ns_open(name, &ns);
+	if (err)
+		return err;
+	err = collect_pids(ns, pids, count);
+	zm_ns_close(ns);
+	return err;
 }
 
-static void sleep_ms(unsigned int ms)
+void zm_sleep_ms(unsigned int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
@@ -304,33 +260,63 @@ static void sleep_ms(unsigned int ms)
 		;
 }
 
-/* Signal everything inside; 0 once nothing is left, -EBUSY if it stays. */
-static int end_processes(const struct stat *ns, int sig, unsigned int wait_ms)
+int zm_pid_alive(pid_t pid)
 {
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+int zm_pid_end(pid_t pid, int sig, unsigned int wait_ms)
+{
+	unsigned int waited = 0;
+
+	kill(pid, sig);
+	/* Our own child would linger as a zombie. */
+	waitpid(pid, NULL, WNOHANG);
+	while (zm_pid_alive(pid) && waited < wait_ms) {
+		zm_sleep_ms(10);
+		waited += 10;
+		waitpid(pid, NULL, WNOHANG);
+	}
+	return zm_pid_alive(pid);
+}
+
+/* Signal everything inside; 0 once nothing is left, -EBUSY if it stays. */
+static int end_processes(const struct zm_ns *ns, int sig, unsigned int wait_ms)
+{
+	unsigned int waited = 0;
 	pid_t *pids;
 	size_t n, i;
-	unsigned int waited = 0;
 	int err;
 
 	for (;;) {
 		err = collect_pids(ns, &pids, &n);
 		if (err)
 			return err;
+		for (i = 0; i < n; i++) {
+			if (!waited)
+				kill(pids[i], sig);
+			waitpid(pids[i], NULL, WNOHANG);
+		}
+		free(pids);
 		if (!n)
 			return 0;
-		if (waited == 0)
-			for (i = 0; i < n; i++) {
-				kill(pids[i], sig);
-				/* Our own children would linger as zombies. */
-				waitpid(pids[i], NULL, WNOHANG);
-			}
-		else
-			for (i = 0; i < n; i++)
-				waitpid(pids[i], NULL, WNOHANG);
-		free(pids);
 		if (waited >= wait_ms)
 			return -EBUSY;
-		sleep_ms(10);
+		zm_sleep_ms(10);
 		waited += 10;
 	}
 }
@@ -338,7 +324,7 @@ static int end_processes(const struct stat *ns, int sig, unsigned int wait_ms)
 int zm_netns_delete(const char *name, unsigned int grace_ms)
 {
 	char path[PATH_MAX];
-	struct stat ns;
+	struct zm_ns *ns = NULL;
 	int err;
 
 	zm_err_clear();
@@ -346,37 +332,36 @@ int zm_netns_delete(const char *name, unsigned int grace_ms)
 	if (err)
 		return err;
 	ns_path(path, sizeof(path), name);
-	err = ns_identity(name, &ns);
-	if (err == -ENOENT) {
-		zm_err_set("namespace '%s' does not exist", name);
+	/* A stale name (a file, no namespace behind it) goes all the same. */
+	err = zm_ns_open(name, &ns);
+	if (err == -ENOENT)
 		return err;
-	}
-	if (!err) {
-		if (end_processes(&ns, SIGTERM, grace_ms) == -EBUSY &&
-		    end_processes(&ns, SIGKILL, 2000) == -EBUSY) {
-			zm_err_set("processes in namespace '%s' do not end",
-				   name);
-			return -EBUSY;
-		}
-	}
-	/* A stale name (file, no mount) is removed all the same. */
-	if (umount2(path, MNT_DETACH) && errno != EINVAL) {
+	zm_err_clear();
+	if (ns && end_processes(ns, SIGTERM, grace_ms) == -EBUSY &&
+	    end_processes(ns, SIGKILL, 2000) == -EBUSY) {
+		zm_err_set("processes in namespace '%s' do not end", name);
+		err = -EBUSY;
+	} else if (umount2(path, MNT_DETACH) && errno != EINVAL) {
 		err = -errno;
 		zm_err_set("cannot unmount %s", path);
-		return err;
-	}
-	if (unlink(path)) {
+	} else if (unlink(path)) {
 		err = -errno;
 		zm_err_set("cannot remove %s", path);
-		return err;
+	} else {
+		err = 0;
+		/* A netlink socket of ours would keep it alive, unseen. */
+		if (ns)
+			zm_nl_forget(ns->dev, ns->ino);
 	}
-	return 0;
+	zm_ns_close(ns);
+	return err;
 }
 
 int zm_ns_open(const char *name, struct zm_ns **out)
 {
 	char path[PATH_MAX];
 	struct zm_ns *ns;
+	struct stat st;
 	int err;
 
 	zm_err_clear();
@@ -400,14 +385,19 @@ int zm_ns_open(const char *name, struct zm_ns **out)
 		free(ns);
 		return err;
 	}
-	if (!is_netns_fd(ns->fd)) {
+	if (!is_netns_fd(ns->fd) || fstat(ns->fd, &st)) {
 		zm_err_set("'%s' is not a network namespace", path);
 		close(ns->fd);
 		free(ns);
 		return -EINVAL;
 	}
+	ns->dev = st.st_dev;
+	ns->ino = st.st_ino;
 	if (name)
 		snprintf(ns->name, sizeof(ns->name), "%s", name);
+	/* A stat per kept socket: cheap next to the netlink that follows. */
+	if (name && *name)
+		zm_nl_prune();
 	*out = ns;
 	return 0;
 }
@@ -416,8 +406,6 @@ void zm_ns_close(struct zm_ns *ns)
 {
 	if (!ns)
 		return;
-	zm_nl_free(ns->rtnl);
-	zm_nft_socket_free(ns->nft);
 	if (ns->fd >= 0)
 		close(ns->fd);
 	free(ns);

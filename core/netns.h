@@ -12,14 +12,14 @@
 #define ZM_NETNS_DIR "/run/netns"
 #define ZM_NETNS_NAME_MAX 64
 
-struct nl_sock;
-struct mnl_socket;
-
-/* An open namespace: the caller's own (name "") or a named one. */
+/*
+ * An open namespace: the caller's own (name "") or a named one. Its
+ * identity (the nsfs inode) keys the netlink sockets kept for it (nl.h).
+ */
 struct zm_ns {
 	int fd;
-	struct nl_sock *rtnl;	/* made on first use, bound inside the ns */
-	struct mnl_socket *nft;	/* netfilter socket, the same (nft_nl.c) */
+	dev_t dev;
+	ino_t ino;
 	char name[ZM_NETNS_NAME_MAX + 1];
 };
 
@@ -39,7 +39,6 @@ int zm_netns_exists(const char *name);
 int zm_netns_list(char ***names, size_t *count);
 /* Processes whose network namespace is NAME's; free with free(). */
 int zm_netns_pids(const char *name, pid_t **pids, size_t *count);
-void zm_strv_free(char **v, size_t count);
 
 /* NULL or "" opens the caller's own namespace. */
 int zm_ns_open(const char *name, struct zm_ns **out);
@@ -53,6 +52,10 @@ const char *zm_ns_label(const struct zm_ns *ns);
 int zm_ns_run(const struct zm_ns *ns, int (*fn)(void *arg), void *arg);
 /* Processes living in ns (the caller excepted); free with free(). */
 int zm_ns_pids(const struct zm_ns *ns, pid_t **pids, size_t *count);
+/* Processes: alive (not a zombie); signalled and waited for (1: alive). */
+int zm_pid_alive(pid_t pid);
+int zm_pid_end(pid_t pid, int sig, unsigned int wait_ms);
+void zm_sleep_ms(unsigned int ms);
 /* A socket(2) made inside ns; returns the fd or -errno. */
 int zm_ns_socket(const struct zm_ns *ns, int domain, int type, int protocol);
 

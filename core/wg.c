@@ -99,28 +99,29 @@ int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out)
 
 int zm_wg_delete(struct zm_ns *ns, struct zm_ns *birth, const char *name)
 {
-	int err = begin(name);
+	int err = begin(name), ended = 0;
 
 	if (err)
 		return err;
-	if (birth) {
-		err = zm_wg_uapi_end_strays(birth, NULL, name);
-		if (err)
-			return err;
-	}
+	/* The serving daemon first, gracefully; then any still starting. */
 	if (zm_wg_uapi_serves(name) == 1) {
 		err = zm_wg_uapi_stop(name, 2000);
 		if (err)
 			return err;
-		/* The TUN link goes with its daemon; remove it if it stayed. */
-		err = zm_link_delete(ns, name);
-		if (err == -ENODEV || err == -ENOENT) {
-			zm_err_clear();
-			err = 0;
-		}
-		return err;
+		ended = 1;
+	}
+	if (birth) {
+		err = zm_wg_uapi_end_strays(birth, NULL, name);
+		if (err < 0)
+			return err;
+		ended += err;
 	}
 	err = zm_link_delete(ns, name);
+	/* A TUN link goes with its daemon: none left is what was asked. */
+	if (ended && (err == -ENODEV || err == -ENOENT)) {
+		zm_err_clear();
+		err = 0;
+	}
 	/* A daemon that died, or ended just now, leaves its socket behind. */
 	zm_wg_uapi_forget(name);
 	return err;

@@ -119,7 +119,10 @@ enum zm_wg_backend zm_wg_resolve_backend(enum zm_wg_backend wanted);
 int zm_wg_create(const struct zm_wg_create *c, pid_t *pid);
 /*
  * Apply DEV to the interface DEV->name in ns. The backend is the one that
- * serves it: a userspace API socket for the name, else the kernel.
+ * serves it: a userspace API socket for the name, else the kernel. DEV is
+ * well-formed (its parts made by zm_wg_parse_*, as the bindings do): the
+ * kernel backend splits a large update, and a part refused half-way
+ * would leave the earlier parts applied.
  */
 int zm_wg_set(struct zm_ns *ns, const struct zm_wg_device *dev);
 int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out);
@@ -129,7 +132,10 @@ int zm_wg_get(struct zm_ns *ns, const char *name, struct zm_wg_device **out);
  * not serve yet, as a create killed half-way leaves them.
  */
 int zm_wg_delete(struct zm_ns *ns, struct zm_ns *birth, const char *name);
-/* Pids of such not-yet-serving daemons for NAME in BIRTH; free with free(). */
+/*
+ * Pids of the daemons for NAME living in BIRTH (one still starting, or the
+ * serving one); free with free().
+ */
 int zm_wg_strays(struct zm_ns *birth, const char *name, pid_t **pids,
 		 size_t *count);
 /* The pid serving NAME over the userspace API, or -errno (dead: -ENOENT…). */

@@ -29,7 +29,7 @@ void zm_wg_uapi_forget(const char *name);
 /* Daemons (PROGRAM, NULL: wireguard-go) for NAME living in BIRTH. */
 int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
 		      const char *name, pid_t **pids, size_t *count);
-/* SIGKILL them and wait until they are gone. */
+/* SIGKILL them and wait until they are gone; how many, or -errno. */
 int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
 			  const char *name);
 

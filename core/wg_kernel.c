@@ -3,20 +3,20 @@
  * The kernel WireGuard backend.
  *
  * The link is made with rtnetlink (kind "wireguard") through the birth
- * namespace's libnl socket, with IFLA_NET_NS_FD naming the target: the
- * kernel keeps the birth namespace as the one that owns the UDP socket and
- * puts the interface in the target. Configuration and read-back go over
- * generic netlink (libmnl) on a socket made inside the namespace that holds
- * the interface, where the "wireguard" family is resolved (which also loads
- * the module on demand).
+ * namespace's socket, with IFLA_NET_NS_FD naming the target: the kernel
+ * keeps the birth namespace as the one that owns the UDP socket and puts
+ * the interface in the target. Configuration and read-back go over
+ * generic netlink on the netlink layer's socket of the namespace that
+ * holds the interface (nl.h), where the "wireguard" family is resolved
+ * (which also loads the module on demand).
  *
  * Large writes are split like wireguard-tools' kernel_set_device: only the
  * first message carries the device attributes and REPLACE_PEERS; a peer
  * that does not fit is continued in the next message by its public key
- * with the rest of its allowed IPs. The whole request is checked before
- * the first message goes out, so bad input changes nothing; a refusal by
- * the kernel part-way leaves the earlier parts applied (as with wg), and
- * the error names the peer or the part. Reads drain the whole dump,
+ * with the rest of its allowed IPs. The request is well-formed (the
+ * bindings parse every field before the core sees it), so only the kernel
+ * can refuse it; a refusal part-way leaves the earlier parts applied (as
+ * with wg), and the error names the peer or the part. Reads drain the whole dump,
  * restart it when the device changed under it, and merge a peer that the
  * kernel split across messages.
  *
@@ -42,8 +42,6 @@
 #include <linux/netlink.h>
 #include <linux/time_types.h>
 #include <linux/wireguard.h>
-#include <netlink/netlink.h>
-#include <netlink/route/link.h>
 #include <sodium.h>
 
 /*
@@ -51,8 +49,6 @@
  * kernel accepts (the limit is the socket's send buffer).
  */
 #define SET_MSG_SIZE 8192
-/* Dump parts are at most 32 KiB (the kernel's netlink dump allocation). */
-#define RECV_SIZE 32768
 /* A peer that changed under a dump makes the dump restart; give up then. */
 #define DUMP_TRIES 10
 /* The smallest peer entry: its nest and public key. */
@@ -61,252 +57,43 @@
 
 static const uint8_t zero_key[ZM_KEY_LEN];
 
-/* A generic netlink socket inside one namespace, with its family. */
-struct genl {
-	struct mnl_socket *nl;
-	unsigned int portid;
-	unsigned int seq;
-	uint16_t family;
-	char *sbuf;		/* SET_MSG_SIZE, sodium memory */
-	char *rbuf;		/* RECV_SIZE, sodium memory */
-};
-
-/* What one exchange brought back. */
-struct reply {
-	int kernel_err;		/* positive errno the kernel answered */
-	int parse_err;		/* negative errno of our own parsing */
-	uint32_t bad_offset;	/* NLMSGERR_ATTR_OFFS, 0 if none */
-	bool interrupted;	/* the dump changed while it ran */
-	int (*parse)(const struct nlmsghdr *nlh, void *arg);
-	void *arg;
-};
-
-/* ------------------------------------------------------------------ */
-/* Replies, with the kernel's extended ack */
-
-/* Keep the kernel's text and the offset of the attribute at fault. */
-static void note_ack(struct reply *r, const struct zm_nl_ack *ack)
+/* The namespace's generic netlink socket (nl.h) and the family's id. */
+static int wg_socket(struct zm_ns *ns, struct zm_nl **nl, uint16_t *family)
 {
-	if (ack->msg)
-		zm_err_set("%s", ack->msg);
-	if (ack->has_offs)
-		r->bad_offset = ack->offs;
+	int err = zm_nl_get(ns, ZM_NL_GENERIC, nl);
+
+	/* Resolving the family also loads the module on demand. */
+	return err ? err : zm_nl_genl_family(*nl, WG_GENL_NAME, family);
 }
 
-static int on_error(const struct nlmsghdr *nlh, void *data)
-{
-	struct reply *r = data;
-	struct zm_nl_ack ack;
-
-	if (zm_nl_parse_ack(nlh, &ack)) {
-		r->parse_err = -EBADMSG;
-		return MNL_CB_ERROR;
-	}
-	if (ack.error == 0)
-		return MNL_CB_STOP;	/* the ack */
-	note_ack(r, &ack);
-	r->kernel_err = ack.error;
-	return MNL_CB_ERROR;
-}
-
-/* The end of a dump; it may carry the error that cut it short. */
-static int on_done(const struct nlmsghdr *nlh, void *data)
-{
-	struct reply *r = data;
-	struct zm_nl_ack ack;
-	int err;
-
-	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
-		r->interrupted = true;
-	if (mnl_nlmsg_get_payload_len(nlh) < sizeof(int))
-		return MNL_CB_STOP;
-	memcpy(&err, mnl_nlmsg_get_payload(nlh), sizeof(err));
-	if (err >= 0)
-		return MNL_CB_STOP;
-	memset(&ack, 0, sizeof(ack));
-	zm_nl_parse_ack_tlvs(nlh, sizeof(int), &ack);
-	note_ack(r, &ack);
-	r->kernel_err = -err;
-	return MNL_CB_ERROR;
-}
-
-static int on_noop(const struct nlmsghdr *nlh, void *data)
-{
-	(void)nlh;
-	(void)data;
-	return MNL_CB_OK;
-}
-
-static int on_data(const struct nlmsghdr *nlh, void *data)
-{
-	struct reply *r = data;
-	int err;
-
-	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
-		r->interrupted = true;
-	/* Read on to the end of an interrupted dump, then start again. */
-	if (r->interrupted || !r->parse)
-		return MNL_CB_OK;
-	err = r->parse(nlh, r->arg);
-	if (err) {
-		r->parse_err = err;
-		return MNL_CB_ERROR;
-	}
-	return MNL_CB_OK;
-}
-
-static mnl_cb_t ctl_cbs[NLMSG_MIN_TYPE] = {
-	[NLMSG_NOOP] = on_noop,
-	[NLMSG_ERROR] = on_error,
-	[NLMSG_DONE] = on_done,
-	[NLMSG_OVERRUN] = on_noop,
-};
-
-/* Send NLH and read until its ack, the dump's end, or an error. */
-static int genl_talk(struct genl *g, const struct nlmsghdr *nlh,
-		     struct reply *r)
-{
-	ssize_t n;
-	int ret;
-
-	if (mnl_socket_sendto(g->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		n = mnl_socket_recvfrom(g->nl, g->rbuf, RECV_SIZE);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		errno = 0;
-		ret = mnl_cb_run2(g->rbuf, (size_t)n, nlh->nlmsg_seq, g->portid,
-				  on_data, r, ctl_cbs, NLMSG_MIN_TYPE);
-		if (ret == MNL_CB_STOP)
-			return 0;
-		if (ret < 0) {
-			if (r->kernel_err)
-				return -r->kernel_err;
-			if (r->parse_err)
-				return r->parse_err;
-			return errno ? -errno : -EPROTO;
-		}
-	}
-}
-
-/* ------------------------------------------------------------------ */
-/* Sockets and the family */
-
-static struct nlmsghdr *genl_msg(struct genl *g, char *buf, uint16_t type,
-				 uint8_t cmd, uint8_t version, uint16_t flags)
+static struct nlmsghdr *genl_msg(struct zm_nl *nl, char *buf, uint16_t family,
+				 uint8_t cmd, uint16_t flags)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct genlmsghdr *gh;
 
-	nlh->nlmsg_type = type;
+	nlh->nlmsg_type = family;
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nlh->nlmsg_seq = ++g->seq;
+	nlh->nlmsg_seq = zm_nl_seq(nl, 1);
 	gh = mnl_nlmsg_put_extra_header(nlh, sizeof(*gh));
 	gh->cmd = cmd;
-	gh->version = version;
+	gh->version = WG_GENL_VERSION;
 	return nlh;
-}
-
-static int family_attr(const struct nlattr *attr, void *data)
-{
-	if (mnl_attr_get_type(attr) == CTRL_ATTR_FAMILY_ID &&
-	    mnl_attr_validate(attr, MNL_TYPE_U16) >= 0)
-		*(uint16_t *)data = mnl_attr_get_u16(attr);
-	return MNL_CB_OK;
-}
-
-static int parse_family(const struct nlmsghdr *nlh, void *arg)
-{
-	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr,
-			   arg) < 0)
-		return -EBADMSG;
-	return 0;
-}
-
-static int resolve_family(struct genl *g)
-{
-	struct reply r = { .parse = parse_family, .arg = &g->family };
-	struct nlmsghdr *nlh;
-	int err;
-
-	nlh = genl_msg(g, g->sbuf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1,
-		       NLM_F_ACK);
-	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, WG_GENL_NAME);
-	err = genl_talk(g, nlh, &r);
-	if (!err && !g->family)
-		err = -ENOENT;
-	return err;
-}
-
-static void genl_close(struct genl *g)
-{
-	if (g->nl)
-		mnl_socket_close(g->nl);
-	sodium_free(g->sbuf);
-	sodium_free(g->rbuf);
-	memset(g, 0, sizeof(*g));
-}
-
-/*
- * A socket inside NS (NULL: the caller's namespace) with the wireguard
- * family resolved. -ENOENT when the kernel has no WireGuard.
- */
-static int genl_open(struct zm_ns *ns, struct genl *g)
-{
-	int one = 1, fd, err;
-
-	memset(g, 0, sizeof(*g));
-	if (zm_key_init())
-		return -EIO;
-	if (ns)
-		fd = zm_ns_socket(ns, AF_NETLINK, SOCK_RAW, NETLINK_GENERIC);
-	else
-		fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC,
-			    NETLINK_GENERIC);
-	if (fd < 0)
-		return ns ? fd : -errno;
-	g->nl = mnl_socket_fdopen(fd);
-	if (!g->nl) {
-		err = -errno;
-		close(fd);
-		return err ? err : -ENOMEM;
-	}
-	/* Optional: older kernels lack them and still work. */
-	mnl_socket_setsockopt(g->nl, NETLINK_EXT_ACK, &one, sizeof(one));
-	mnl_socket_setsockopt(g->nl, NETLINK_CAP_ACK, &one, sizeof(one));
-	if (mnl_socket_bind(g->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		err = -errno;
-		goto fail;
-	}
-	g->portid = mnl_socket_get_portid(g->nl);
-	g->seq = (unsigned int)time(NULL);
-	g->sbuf = sodium_malloc(SET_MSG_SIZE);
-	g->rbuf = sodium_malloc(RECV_SIZE);
-	if (!g->sbuf || !g->rbuf) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	err = resolve_family(g);
-	if (err)
-		goto fail;
-	return 0;
-fail:
-	genl_close(g);
-	return err;
 }
 
 int zm_wg_kernel_probe(void)
 {
-	struct genl g;
+	struct zm_ns *own;
+	struct zm_nl *nl;
+	uint16_t family;
+	int err = zm_ns_open(NULL, &own);
 
-	if (genl_open(NULL, &g))
-		return 0;
-	genl_close(&g);
-	return 1;
+	if (!err) {
+		err = wg_socket(own, &nl, &family);
+		zm_ns_close(own);
+	}
+	zm_err_clear();
+	return err ? 0 : 1;
 }
 
 static int fail(int err, const char *name, const struct zm_ns *ns)
@@ -329,103 +116,32 @@ static void explain(int err)
 		zm_err_set("not a WireGuard interface");
 }
 
-static int check_ifname(const char *name)
-{
-	if (zm_link_name_valid(name))
-		return 0;
-	zm_err_set("invalid interface name");
-	return -EINVAL;
-}
-
 /* ------------------------------------------------------------------ */
 /* Create */
 
 int zm_wg_kernel_create(const struct zm_wg_create *c)
 {
-	struct rtnl_link *link;
-	struct nl_sock *sk;
-	int err;
-
-	zm_err_clear();
-	zm_nl_begin();
-	if (!c->birth || !c->target) {
-		zm_err_set("birth and target namespaces are required");
-		return -EINVAL;
-	}
-	err = check_ifname(c->name);
-	if (err)
-		return fail(err, c->name ? c->name : "", c->target);
-	err = zm_nl_route(c->birth, &sk);
-	if (err)
-		return fail(err, c->name, c->birth);
-	link = rtnl_link_alloc();
-	if (!link)
-		return -ENOMEM;
-	rtnl_link_set_name(link, c->name);
-	err = zm_nl_result(rtnl_link_set_type(link, "wireguard"));
-	if (!err && c->mtu)
-		rtnl_link_set_mtu(link, c->mtu);
 	/*
 	 * Made through the birth namespace's socket, which the kernel keeps
 	 * as the home of the UDP socket, and put straight into the target.
 	 */
-	if (!err && c->target != c->birth)
-		rtnl_link_set_ns_fd(link, c->target->fd);
-	if (!err)
-		err = zm_nl_result(rtnl_link_add(sk, link,
-						 NLM_F_CREATE | NLM_F_EXCL));
-	rtnl_link_put(link);
-	if (err) {
-		if (err == -EOPNOTSUPP && !zm_err_text()[0])
-			zm_err_set("the kernel has no WireGuard link type");
-		return fail(err, c->name, c->target);
+	struct zm_link_new l = { .name = c->name, .kind = "wireguard",
+				 .mtu = c->mtu, .netns = c->target };
+	int err;
+
+	zm_err_clear();
+	if (!c->birth || !c->target) {
+		zm_err_set("birth and target namespaces are required");
+		return -EINVAL;
 	}
-	return 0;
+	err = zm_link_add(c->birth, &l);
+	if (err == -EOPNOTSUPP)
+		zm_err_context("the kernel has no WireGuard link type");
+	return err;
 }
 
 /* ------------------------------------------------------------------ */
 /* Set */
-
-static int check_allowedip(const struct zm_wg_allowedip *a)
-{
-	if (a->family == AF_INET && a->cidr <= 32)
-		return 0;
-	if (a->family == AF_INET6 && a->cidr <= 128)
-		return 0;
-	return -EINVAL;
-}
-
-/* Everything is checked before the first message: bad input changes nothing. */
-static int check_device(const struct zm_wg_device *dev)
-{
-	char b64[ZM_KEY_B64_LEN + 1];
-	size_t i, j;
-
-	for (i = 0; i < dev->n_peers; i++) {
-		const struct zm_wg_peer *p = &dev->peers[i];
-		const char *what = NULL;
-
-		if ((p->flags & ZM_WGPEER_HAS_ENDPOINT) &&
-		    p->endpoint.addr.sa_family != AF_INET &&
-		    p->endpoint.addr.sa_family != AF_INET6)
-			what = "endpoint is neither IPv4 nor IPv6";
-		for (j = 0; !what && j < p->n_allowedips; j++)
-			if (check_allowedip(&p->allowedips[j]))
-				what = "allowed IP with a bad family or prefix";
-		if (p->n_allowedips && !p->allowedips)
-			what = "allowed IPs missing";
-		if (what) {
-			zm_key_encode(p->public_key, b64);
-			zm_err_set("peer %zu (%s): %s", i + 1, b64, what);
-			return -EINVAL;
-		}
-	}
-	if (dev->n_peers && !dev->peers) {
-		zm_err_set("peers missing");
-		return -EINVAL;
-	}
-	return 0;
-}
 
 /* Where the next message goes on from. */
 struct cursor {
@@ -631,51 +347,48 @@ int zm_wg_kernel_set(struct zm_ns *ns, const struct zm_wg_device *dev)
 	struct cursor c = { 0 };
 	struct msg_map *map = NULL;
 	struct nlmsghdr *nlh;
-	struct genl g;
+	struct zm_nl *nl;
 	bool first = true;
 	size_t part = 0;
+	uint16_t family;
+	char *buf = NULL;	/* may hold keys: sodium memory */
 	int err;
 
 	zm_err_clear();
-	err = check_ifname(dev->name);
-	if (!err)
-		err = check_device(dev);
-	if (err)
-		return fail(err, dev->name, ns);
+	if (zm_key_init())
+		return -EIO;
 	map = malloc(sizeof(*map));
-	if (!map)
-		return -ENOMEM;
-	err = genl_open(ns, &g);
-	if (err)
-		goto out;
-	do {
-		struct reply r = { 0 };
+	buf = sodium_malloc(SET_MSG_SIZE);
+	err = map && buf ? wg_socket(ns, &nl, &family) : -ENOMEM;
+	while (!err) {
+		struct zm_nl_talk t = { 0 };
 
-		nlh = genl_msg(&g, g.sbuf, g.family, WG_CMD_SET_DEVICE,
-			       WG_GENL_VERSION, NLM_F_ACK);
+		memset(buf, 0, SET_MSG_SIZE);
+		nlh = genl_msg(nl, buf, family, WG_CMD_SET_DEVICE, NLM_F_ACK);
 		err = fill_set(nlh, dev, &c, first, map);
 		if (err) {
 			zm_err_set("a peer does not fit into one message");
-			goto out;
+			break;
 		}
 		part++;
-		err = genl_talk(&g, nlh, &r);
+		err = zm_nl_talk(nl, nlh, nlh->nlmsg_len, &t);
 		if (err) {
 			size_t bad;
 
 			explain(err);
-			if (r.bad_offset && map_offset(map, r.bad_offset, &bad)) {
+			if (t.has_offs && map_offset(map, t.bad_offs, &bad)) {
 				zm_key_encode(dev->peers[bad].public_key, b64);
 				zm_err_context("peer %zu (%s)", bad + 1, b64);
 			} else if (part > 1) {
 				zm_err_context("part %zu of the update", part);
 			}
-			goto out;
+			break;
 		}
 		first = false;
-	} while (c.peer < dev->n_peers);
-out:
-	genl_close(&g);
+		if (c.peer == dev->n_peers)
+			break;
+	}
+	sodium_free(buf);
 	free(map);
 	if (err)
 		return fail(err, dev->name, ns);
@@ -684,24 +397,6 @@ out:
 
 /* ------------------------------------------------------------------ */
 /* Get */
-
-/* Room for one more element: capacity is the next power of two (min 4). */
-static int grow(void **arr, size_t n, size_t size)
-{
-	void *p;
-	size_t cap;
-
-	if (n && (n < 4 || (n & (n - 1))))
-		return 0;
-	cap = n ? n * 2 : 4;
-	if (cap > SIZE_MAX / size)
-		return -ENOMEM;
-	p = realloc(*arr, cap * size);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	return 0;
-}
 
 struct allowedip_parse {
 	struct zm_wg_allowedip a;
@@ -749,7 +444,7 @@ static int allowedips_attr(const struct nlattr *attr, void *data)
 	    ap.ip_len != (ap.a.family == AF_INET ? sizeof(ap.a.ip4) :
 						   sizeof(ap.a.ip6)))
 		return MNL_CB_ERROR;
-	if (grow((void **)&p->allowedips, p->n_allowedips,
+	if (zm_grow((void **)&p->allowedips, p->n_allowedips,
 		 sizeof(*p->allowedips))) {
 		errno = ENOMEM;
 		return MNL_CB_ERROR;
@@ -847,7 +542,7 @@ static int add_peer(struct zm_wg_device *dev, struct zm_wg_peer *p)
 	last = dev->n_peers ? &dev->peers[dev->n_peers - 1] : NULL;
 	if (last && !memcmp(last->public_key, p->public_key, ZM_KEY_LEN)) {
 		for (i = 0; i < p->n_allowedips; i++) {
-			if (grow((void **)&last->allowedips,
+			if (zm_grow((void **)&last->allowedips,
 				 last->n_allowedips,
 				 sizeof(*last->allowedips)))
 				return -ENOMEM;
@@ -857,7 +552,7 @@ static int add_peer(struct zm_wg_device *dev, struct zm_wg_peer *p)
 		peer_clear(p);
 		return 0;
 	}
-	if (grow((void **)&dev->peers, dev->n_peers, sizeof(*dev->peers)))
+	if (zm_grow((void **)&dev->peers, dev->n_peers, sizeof(*dev->peers)))
 		return -ENOMEM;
 	dev->peers[dev->n_peers++] = *p;
 	memset(p, 0, sizeof(*p));
@@ -961,11 +656,12 @@ static int parse_device(const struct nlmsghdr *nlh, void *arg)
 }
 
 /* One whole dump; *interrupted when the device changed under it. */
-static int get_once(struct genl *g, const char *name,
+static int get_once(struct zm_nl *nl, uint16_t family, const char *name,
 		    struct zm_wg_device **out, bool *interrupted)
 {
+	char buf[NLMSG_HDRLEN + GENL_HDRLEN + 64] = { 0 };
 	struct get_ctx ctx = { 0 };
-	struct reply r = { .parse = parse_device, .arg = &ctx };
+	struct zm_nl_talk t = { .data = parse_device, .arg = &ctx };
 	struct nlmsghdr *nlh;
 	int err;
 
@@ -973,14 +669,14 @@ static int get_once(struct genl *g, const char *name,
 	ctx.dev = calloc(1, sizeof(*ctx.dev));
 	if (!ctx.dev)
 		return -ENOMEM;
-	nlh = genl_msg(g, g->sbuf, g->family, WG_CMD_GET_DEVICE,
-		       WG_GENL_VERSION, NLM_F_DUMP);
+	nlh = genl_msg(nl, buf, family, WG_CMD_GET_DEVICE, NLM_F_DUMP);
 	mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, name);
-	err = genl_talk(g, nlh, &r);
-	*interrupted = r.interrupted;
-	if (err || r.interrupted) {
+	err = zm_nl_talk(nl, nlh, nlh->nlmsg_len, &t);
+	/* What was read of a dump that changed under it is thrown away. */
+	*interrupted = t.interrupted && !t.nerr;
+	if (err || *interrupted) {
 		zm_wg_device_free(ctx.dev);
-		return err;
+		return *interrupted ? 0 : err;
 	}
 	ctx.dev->backend = ZM_WG_KERNEL;
 	*out = ctx.dev;
@@ -990,24 +686,19 @@ static int get_once(struct genl *g, const char *name,
 int zm_wg_kernel_get(struct zm_ns *ns, const char *name,
 		     struct zm_wg_device **out)
 {
-	struct genl g;
 	bool interrupted = false;
+	struct zm_nl *nl;
+	uint16_t family;
 	int err, tries;
 
 	zm_err_clear();
 	*out = NULL;
-	err = check_ifname(name);
-	if (err)
-		return fail(err, name ? name : "", ns);
-	err = genl_open(ns, &g);
-	if (err)
-		return fail(err, name, ns);
-	for (tries = 0; tries < DUMP_TRIES; tries++) {
-		err = get_once(&g, name, out, &interrupted);
-		if (err || !interrupted)
+	err = wg_socket(ns, &nl, &family);
+	for (tries = 0; !err && tries < DUMP_TRIES; tries++) {
+		err = get_once(nl, family, name, out, &interrupted);
+		if (!interrupted)
 			break;
 	}
-	genl_close(&g);
 	if (!err && interrupted) {
 		zm_err_set("the device kept changing while it was read");
 		err = -EAGAIN;

@@ -7,6 +7,7 @@
 #include "err.h"
 #include "link.h"
 #include "netns.h"
+#include "nl.h"
 #include "wg.h"
 #include "wg_backend.h"
 
@@ -70,8 +71,6 @@ int zm_wg_uapi_serves(const char *name)
 	return 1;
 }
 
-static int process_alive(pid_t pid);
-
 int zm_wg_uapi_pid(const char *name)
 {
 	struct ucred cred;
@@ -93,7 +92,7 @@ int zm_wg_uapi_pid(const char *name)
 	 * without -f (as wg-quick starts it) listens, hands the socket to a
 	 * child and exits: that pid is gone. Never signal a stranger.
 	 */
-	if (!process_alive(cred.pid)) {
+	if (!zm_pid_alive(cred.pid)) {
 		zm_err_set("the daemon serving '%s' is unknown (pid %d, which opened its socket, has exited)",
 			   name, cred.pid);
 		return -ESRCH;
@@ -329,8 +328,7 @@ out_close:
 }
 
 /* Parse one "key=value" of a get answer into dev. */
-static int parse_get_line(struct zm_wg_device *dev, size_t *cap, char *key,
-			  char *value)
+static int parse_get_line(struct zm_wg_device *dev, char *key, char *value)
 {
 	struct zm_wg_peer *peer = dev->n_peers ? &dev->peers[dev->n_peers - 1] :
 						 NULL;
@@ -354,16 +352,9 @@ static int parse_get_line(struct zm_wg_device *dev, size_t *cap, char *key,
 		dev->fwmark = (uint32_t)num;
 		dev->flags |= ZM_WG_HAS_FWMARK;
 	} else if (!strcmp(key, "public_key")) {
-		if (dev->n_peers == *cap) {
-			size_t ncap = *cap ? *cap * 2 : 16;
-			struct zm_wg_peer *np = realloc(dev->peers,
-							ncap * sizeof(*np));
-
-			if (!np)
-				return -ENOMEM;
-			dev->peers = np;
-			*cap = ncap;
-		}
+		if (zm_grow((void **)&dev->peers, dev->n_peers,
+			    sizeof(*dev->peers)))
+			return -ENOMEM;
 		peer = &dev->peers[dev->n_peers++];
 		memset(peer, 0, sizeof(*peer));
 		if (sodium_hex2bin(peer->public_key, ZM_KEY_LEN, value,
@@ -394,14 +385,11 @@ static int parse_get_line(struct zm_wg_device *dev, size_t *cap, char *key,
 	} else if (!strcmp(key, "tx_bytes")) {
 		peer->tx_bytes = num;
 	} else if (!strcmp(key, "allowed_ip")) {
-		struct zm_wg_allowedip *na;
-
-		na = realloc(peer->allowedips,
-			     (peer->n_allowedips + 1) * sizeof(*na));
-		if (!na)
+		if (zm_grow((void **)&peer->allowedips, peer->n_allowedips,
+			    sizeof(*peer->allowedips)))
 			return -ENOMEM;
-		peer->allowedips = na;
-		if (zm_wg_parse_allowedip(value, &na[peer->n_allowedips]))
+		if (zm_wg_parse_allowedip(value,
+					  &peer->allowedips[peer->n_allowedips]))
 			return -EPROTO;
 		peer->n_allowedips++;
 	}
@@ -412,7 +400,6 @@ int zm_wg_uapi_get(const char *name, struct zm_wg_device **out)
 {
 	struct zm_wg_device *dev;
 	struct reader r;
-	size_t cap = 0;
 	char *line, *eq;
 	int fd, err, ret, status = -EPROTO;
 
@@ -446,7 +433,7 @@ int zm_wg_uapi_get(const char *name, struct zm_wg_device **out)
 			status = -atoi(eq + 1);
 			continue;
 		}
-		err = parse_get_line(dev, &cap, line, eq + 1);
+		err = parse_get_line(dev, line, eq + 1);
 		if (err)
 			break;
 	}
@@ -465,47 +452,6 @@ out_close:
 	}
 	*out = dev;
 	return 0;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-/* Alive and not a zombie. */
-static int process_alive(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
-/* Signal PID, wait up to wait_ms; 1 if it is still alive after. */
-static int end_process(pid_t pid, int sig, unsigned int wait_ms)
-{
-	unsigned int waited = 0;
-
-	kill(pid, sig);
-	while (process_alive(pid) && waited < wait_ms) {
-		sleep_ms(10);
-		waited += 10;
-	}
-	return process_alive(pid);
 }
 
 static void unlink_socket(const char *name)
@@ -528,8 +474,8 @@ int zm_wg_uapi_stop(const char *name, unsigned int grace_ms)
 
 	pid = zm_wg_uapi_pid(name);
 	zm_err_clear();
-	if (pid > 0 && end_process(pid, SIGTERM, grace_ms) &&
-	    end_process(pid, SIGKILL, 2000)) {
+	if (pid > 0 && zm_pid_end(pid, SIGTERM, grace_ms) &&
+	    zm_pid_end(pid, SIGKILL, 2000)) {
 		zm_err_set("wireguard-go for '%s' (pid %d) does not end", name,
 			   pid);
 		return -EBUSY;
@@ -579,7 +525,7 @@ int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
 	if (err)
 		return err;
 	for (i = 0; i < *count; i++)
-		if (process_alive(v[i]) &&
+		if (zm_pid_alive(v[i]) &&
 		    runs_daemon_for(v[i], slash ? slash + 1 : prog, name))
 			v[kept++] = v[i];
 	*count = kept;
@@ -598,7 +544,7 @@ int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
 	if (err)
 		return err;
 	for (i = 0; i < n && !err; i++)
-		if (end_process(pids[i], SIGKILL, 2000)) {
+		if (zm_pid_end(pids[i], SIGKILL, 2000)) {
 			zm_err_set("wireguard-go for '%s' (pid %d) does not end",
 				   name, pids[i]);
 			err = -EBUSY;
@@ -607,7 +553,7 @@ int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
 	/* A socket a stray made before it died is stale now. */
 	if (n && !err && !zm_wg_uapi_serves(name))
 		unlink_socket(name);
-	return err;
+	return err ? err : (int)n;
 }
 
 /*
@@ -708,15 +654,6 @@ out:
 	return err;
 }
 
-static int same_ns(const struct zm_ns *a, const struct zm_ns *b)
-{
-	struct stat sa, sb;
-
-	if (fstat(a->fd, &sa) || fstat(b->fd, &sb))
-		return 0;
-	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 {
 	unsigned int timeout = c->timeout_ms ? c->timeout_ms : 5000;
@@ -741,7 +678,7 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 	 * starting (no socket yet): it would take the name from under ours.
 	 */
 	err = zm_wg_uapi_end_strays(c->birth, c->program, c->name);
-	if (err)
+	if (err < 0)
 		return err;
 	if (mkdir(ZM_WG_SOCKET_DIR, 0755) && errno != EEXIST) {
 		err = -errno;
@@ -753,7 +690,7 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 		return err;
 	/* Moving the link before the API socket answers kills the daemon. */
 	while (!zm_wg_uapi_serves(c->name)) {
-		if (!process_alive(daemon_pid)) {
+		if (!zm_pid_alive(daemon_pid)) {
 			zm_err_set("wireguard-go for '%s' exited at start (see %s)",
 				   c->name, c->log_path ? c->log_path : "its log");
 			err = -ECHILD;
@@ -765,10 +702,10 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 			err = -ETIMEDOUT;
 			goto fail;
 		}
-		sleep_ms(5);
+		zm_sleep_ms(5);
 		waited += 5;
 	}
-	if (!same_ns(c->birth, c->target)) {
+	if (c->birth->dev != c->target->dev || c->birth->ino != c->target->ino) {
 		move.has = ZM_LINK_SET_NETNS;
 		move.netns = c->target;
 		err = zm_link_set(c->birth, c->name, &move);
@@ -785,7 +722,7 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 	*pid = daemon_pid;
 	return 0;
 fail:
-	end_process(daemon_pid, SIGKILL, 2000);
+	zm_pid_end(daemon_pid, SIGKILL, 2000);
 	unlink_socket(c->name);
 	return err;
 }

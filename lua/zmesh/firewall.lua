@@ -46,43 +46,44 @@
 -- A rule matches one IP family and one layer 4 protocol at most; ports and
 -- ICMP types imply their l4proto (and, in an inet table, their family).
 -- masquerade/snat belong in nat postrouting (snat also input), dnat in nat
--- prerouting/output, reject in input/forward/output/prerouting.
+-- prerouting/output, reject in input/forward/output/prerouting; in a
+-- regular chain, the same holds for every base chain that reaches it.
+-- From a base chain, jumps may not loop, nor nest 16 chains deep.
+--
+-- The vocabulary (names, numbers, default priorities, limits) is the C
+-- core's (core.nft.names …): defined there once, used here. This is the one
+-- validator; core.nft.apply only converts, and tests/fixtures/nft/cases.lua
+-- proves that the two (with the kernel) accept and refuse the same things.
+--
+-- validate returns the description NORMALISED: defaults filled in, each
+-- value in one spelling (a set sorted, one value not a set, a number with
+-- a name by its name, an address in its shortest form, an l4proto its
+-- ports imply left out …). core.nft.dump reads the kernel's table back
+-- into the same shape, so two tables are the same exactly when their
+-- normalised descriptions are equal (firewall.difference).
 --
 -- API:
---   firewall.validate(desc)     -> normalized copy | nil, "path: message"
+--   firewall.validate(desc)     -> normalised copy | nil, "path: message"
 --   firewall.apply(ns, desc)    -> true | nil, err, ename (validate, then
 --                                  core.nft.apply; nothing changes on error)
---   firewall.dump(ns, opts)     -> core.nft.dump: chains, rules, counters
+--   firewall.dump(ns, opts)     -> core.nft.dump: the table as a normalised
+--                                  description; handles and counters in .live
+--   firewall.difference(dump, desc) -> nil | the first difference, one line
 --   firewall.counters(dump)     -> { [comment] = { packets=, bytes= } }
 --   firewall.render(desc)       -> the table in nft(8) syntax
 --   firewall.script(desc)       -> an `nft -f` script replacing the table
 --   firewall.from_policy(role, ctx, opts) -> description | nil, err
 --                                  (policies/firewall.lua, hook nr or ndmz)
+local ip = require "zmesh.ip"
+local vocab = require("zmesh.core").nft
+
 local firewall = {}
 
--- The vocabulary; tests check it is the C core's, name for name.
-firewall.names = {
-  family = { "inet", "ip", "ip6" },
-  chain_type = { "filter", "nat" },
-  hook = { "prerouting", "input", "forward", "output", "postrouting" },
-  ct_state = { "invalid", "established", "related", "new", "untracked" },
-  l4proto = { "icmp", "tcp", "udp", "icmpv6" },
-  icmp_type = { "echo-reply", "destination-unreachable", "redirect",
-    "echo-request", "router-advertisement", "router-solicitation",
-    "time-exceeded", "parameter-problem" },
-  icmpv6_type = { "destination-unreachable", "packet-too-big", "time-exceeded",
-    "parameter-problem", "echo-request", "echo-reply", "mld-listener-query",
-    "mld-listener-report", "mld-listener-done", "nd-router-solicit",
-    "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert",
-    "nd-redirect", "mld2-listener-report" },
-  match = { "iifname", "oifname", "ct_state", "ip_saddr", "ip_daddr",
-    "ip6_saddr", "ip6_daddr", "l4proto", "tcp_sport", "tcp_dport",
-    "udp_sport", "udp_dport", "icmp_type", "icmpv6_type" },
-  verdict = { "accept", "drop", "reject", "return" },
-}
+firewall.names = vocab.names
 
-local L4 = { icmp = 1, tcp = 6, udp = 17, icmpv6 = 58 }
-local SET_MAX, COMMENT_MAX, NAME_MAX = 256, 128, 255
+local numbers, defaults, limits = vocab.numbers, vocab.defaults, vocab.limits
+-- Jumps the kernel follows from a base chain (NFT_JUMP_STACK_SIZE).
+local MAX_DEPTH = 16
 
 local function set_of(list)
   local s = {}
@@ -124,38 +125,46 @@ local function list(t, path)
 end
 
 local function name_ok(s)
-  return type(s) == "string" and #s >= 1 and #s <= NAME_MAX and not s:find("%z")
+  return type(s) == "string" and #s >= 1 and #s <= limits.name and not s:find("%z")
 end
 
 -- ---- matches ----
 
+-- As the kernel's interface names (and link.c): printable ASCII, no '/'
+-- or ':', not "." or "..".
 local function check_ifname(v, path)
   if type(v) ~= "string" then fail(path, "interface name expected, got %s", type(v)) end
   local name = v:gsub("^!", "")
-  local base = name:match("^(.-)%*$") or name
-  if #base == 0 or #base > 15 or base:find("[%*/:%s%z]") or base == "." or base == ".." then
+  local base = #name > 1 and name:match("^(.-)%*$") or name
+  if #base == 0 or #base > limits.ifname or base:find("[^!-~]") or base:find("[/:%*]")
+      or base == "." or base == ".." then
     fail(path, "invalid interface name %s", show(v))
   end
   return v
 end
 
 local function check_addr(v, path, v6)
-  local ip = require "zmesh.ip"
   if type(v) ~= "string" then fail(path, "address or prefix expected, got %s", type(v)) end
-  local s = v:gsub("^!", "")
+  local neg, s = v:match("^(!?)(.*)$")
   local p, err = ip.parse_cidr(s, { strict = true, host_ok = true })
   if not p then fail(path, "%s", err) end
   if (p.family == 6) ~= v6 then
     fail(path, "%s is not an IPv%d address or prefix", show(v), v6 and 6 or 4)
   end
   if p.len == 0 then fail(path, "%s matches everything; leave the match out", show(v)) end
-  return v
+  local full = p.len == (v6 and 128 or 32)
+  return neg .. ip.format_addr(p) .. (full and "" or "/" .. p.len)
+end
+
+-- A number by its name when it has one.
+local function named(v, by_number)
+  return by_number and by_number[v] or v
 end
 
 local function check_number(v, path, names, hi)
   if names and type(v) == "string" then
     if not names[v] then fail(path, "unknown value %s", show(v)) end
-    return v
+    return names[v]
   end
   if math.type(v) ~= "integer" then
     fail(path, "%s expected, got %s", names and "integer or name" or "integer", show(v))
@@ -164,24 +173,39 @@ local function check_number(v, path, names, hi)
   return v
 end
 
-local function check_values(v, path, names, hi, range_ok)
+local function reverse(map)
+  local r = {}
+  for k, v in pairs(map or {}) do r[v] = k end
+  return r
+end
+local by_number = {
+  l4proto = reverse(numbers.l4proto), icmp_type = reverse(numbers.icmp_type),
+  icmpv6_type = reverse(numbers.icmpv6_type),
+}
+
+-- A value, a range "lo-hi" (ports), or a set: sorted, one value alone.
+local function check_values(v, path, key, hi, range_ok)
+  local names = numbers[key]
   if range_ok and type(v) == "string" then
     local lo, up = v:match("^(%d+)%-(%d+)$")
     lo, up = tonumber(lo), tonumber(up)
     if not lo or lo > hi or up > hi or lo >= up then
       fail(path, "%s is not a range lo-hi within 0..%d", show(v), hi)
     end
-    return v
+    return lo .. "-" .. up
   end
-  if type(v) ~= "table" then return check_number(v, path, names, hi) end
+  if type(v) ~= "table" then return named(check_number(v, path, names, hi), by_number[key]) end
   list(v, path)
-  if #v == 0 or #v > SET_MAX then fail(path, "a set needs 1..%d values", SET_MAX) end
+  if #v == 0 or #v > limits.set then fail(path, "a set needs 1..%d values", limits.set) end
   local seen, out = {}, {}
   for i, x in ipairs(v) do
-    check_number(x, path, names, hi)
-    if seen[x] then fail(path, "value %s twice in the set", show(x)) end
-    seen[x], out[i] = true, x
+    local n = check_number(x, path, names, hi)
+    if seen[n] then fail(path, "value %s twice in the set", show(x)) end
+    seen[n], out[i] = true, n
   end
+  table.sort(out)
+  for i, n in ipairs(out) do out[i] = named(n, by_number[key]) end
+  if #out == 1 then return out[1] end
   return out
 end
 
@@ -190,11 +214,15 @@ local function check_ct_state(v, path)
   if type(v) ~= "table" then fail(path, "state name or list expected, got %s", type(v)) end
   list(v, path)
   if #v == 0 then fail(path, "empty list") end
-  local seen, out = {}, {}
-  for i, s in ipairs(v) do
+  local seen = {}
+  for _, s in ipairs(v) do
     if not is.ct_state[s] then fail(path, "unknown value %s", show(s)) end
     if seen[s] then fail(path, "state %s listed twice", s) end
-    seen[s], out[i] = true, s
+    seen[s] = true
+  end
+  local out = {}
+  for _, s in ipairs(firewall.names.ct_state) do
+    if seen[s] then out[#out + 1] = s end
   end
   return out
 end
@@ -205,12 +233,12 @@ local match_check = {
   ip_daddr = function(v, p) return check_addr(v, p, false) end,
   ip6_saddr = function(v, p) return check_addr(v, p, true) end,
   ip6_daddr = function(v, p) return check_addr(v, p, true) end,
-  l4proto = function(v, p) return check_number(v, p, is.l4proto, 255) end,
-  icmp_type = function(v, p) return check_values(v, p, is.icmp_type, 255, false) end,
-  icmpv6_type = function(v, p) return check_values(v, p, is.icmpv6_type, 255, false) end,
+  l4proto = function(v, p) return named(check_number(v, p, numbers.l4proto, 255), by_number.l4proto) end,
+  icmp_type = function(v, p) return check_values(v, p, "icmp_type", 255, false) end,
+  icmpv6_type = function(v, p) return check_values(v, p, "icmpv6_type", 255, false) end,
 }
 for _, k in ipairs({ "tcp_sport", "tcp_dport", "udp_sport", "udp_dport" }) do
-  match_check[k] = function(v, p) return check_values(v, p, nil, 65535, true) end
+  match_check[k] = function(v, p) return check_values(v, p, k, 65535, true) end
 end
 
 local function check_match(m, path, family)
@@ -226,14 +254,16 @@ local function check_match(m, path, family)
   local tcp = m.tcp_sport or m.tcp_dport
   local udp = m.udp_sport or m.udp_dport
   local n, want = 0, nil
-  if tcp then n, want = n + 1, 6 end
-  if udp then n, want = n + 1, 17 end
-  if m.icmp_type then n, want = n + 1, 1 end
-  if m.icmpv6_type then n, want = n + 1, 58 end
+  if tcp then n, want = n + 1, "tcp" end
+  if udp then n, want = n + 1, "udp" end
+  if m.icmp_type then n, want = n + 1, "icmp" end
+  if m.icmpv6_type then n, want = n + 1, "icmpv6" end
   if n > 1 then fail(path, "matches on two layer 4 protocols") end
-  if want and m.l4proto ~= nil and (L4[m.l4proto] or m.l4proto) ~= want then
-    fail(path .. ".l4proto", "contradicts the port or type match")
+  if want and out.l4proto ~= nil then
+    if out.l4proto ~= want then fail(path .. ".l4proto", "contradicts the port or type match") end
+    out.l4proto = nil -- implied: the kernel holds one test for both
   end
+  if next(out) == nil then return nil end
   return out
 end
 
@@ -243,7 +273,7 @@ local rule_fields = set_of({ "match", "counter", "verdict", "jump", "goto",
   "masquerade", "snat", "dnat", "comment" })
 local actions = { "verdict", "jump", "goto", "masquerade", "snat", "dnat" }
 
--- Where each action may stand in a base chain (the kernel's rules).
+-- Where each action may stand (the kernel's rules, checked at commit).
 local nat_hooks = { prerouting = true, input = true, output = true, postrouting = true }
 local action_place = {
   masquerade = { type = "nat", hooks = { postrouting = true } },
@@ -252,23 +282,23 @@ local action_place = {
   reject = { hooks = { input = true, forward = true, output = true, prerouting = true } },
 }
 
-local function check_nat(v, path, family, with_random)
+local function check_nat(v, path, family)
   local out = {}
   if type(v) == "table" then
-    fields(v, path, with_random and { to = true, fully_random = true } or { to = true })
+    fields(v, path, { to = true, fully_random = true })
     if v.fully_random ~= nil and type(v.fully_random) ~= "boolean" then
       fail(path .. ".fully_random", "boolean expected")
     end
-    out.fully_random = v.fully_random
+    out.fully_random = v.fully_random or nil
     v = v.to
   end
   if type(v) ~= "string" then fail(path, "address or { to = address } expected") end
-  local a = require("zmesh.ip").parse_addr(v)
+  local a = ip.parse_addr(v)
   if not a then fail(path, "%s is not an address", show(v)) end
   if (family == "ip" and a.family == 6) or (family == "ip6" and a.family == 4) then
     fail(path, "%s does not fit the table's family %s", v, family)
   end
-  out.to = v
+  out.to = ip.format_addr(a)
   return out
 end
 
@@ -277,10 +307,10 @@ local function check_rule(r, path, ctx)
   fields(r, path, rule_fields)
   local out = {}
   if r.match ~= nil then out.match = check_match(r.match, path .. ".match", ctx.family) end
-  if r.counter ~= nil then
-    if type(r.counter) ~= "boolean" then fail(path .. ".counter", "boolean expected") end
-    out.counter = r.counter
+  if r.counter ~= nil and type(r.counter) ~= "boolean" then
+    fail(path .. ".counter", "boolean expected")
   end
+  out.counter = r.counter or nil
   local found
   for _, a in ipairs(actions) do
     if r[a] ~= nil then
@@ -288,12 +318,11 @@ local function check_rule(r, path, ctx)
       found = a
     end
   end
-  local kind = found
   if found == "verdict" then
     if not is.verdict[r.verdict] then
       fail(path .. ".verdict", "unknown verdict %s (accept, drop, reject, return)", show(r.verdict))
     end
-    out.verdict, kind = r.verdict, r.verdict
+    out.verdict = r.verdict
   elseif found == "jump" or found == "goto" then
     local target = ctx.chains[r[found]]
     if type(r[found]) ~= "string" then fail(path .. "." .. found, "chain name expected") end
@@ -304,36 +333,27 @@ local function check_rule(r, path, ctx)
     out[found] = r[found]
   elseif found == "masquerade" then
     local m = r.masquerade
-    if m == true then
-      out.masquerade = true
-    elseif type(m) == "table" then
+    if type(m) == "table" then
       fields(m, path .. ".masquerade", { fully_random = true })
       if m.fully_random ~= nil and type(m.fully_random) ~= "boolean" then
         fail(path .. ".masquerade.fully_random", "boolean expected")
       end
-      out.masquerade = { fully_random = m.fully_random }
-    else
+      out.masquerade = m.fully_random and { fully_random = true } or true
+    elseif m ~= true then
       fail(path .. ".masquerade", "true or { fully_random = … } expected")
+    else
+      out.masquerade = true
     end
   elseif found then
-    out[found] = check_nat(r[found], path .. "." .. found, ctx.family, true)
-  end
-  local place = kind and action_place[kind]
-  if place and ctx.chain.hook then
-    if place.type and ctx.chain.type ~= place.type then
-      fail(path, "%s needs a %s chain, '%s' is %s", kind, place.type, ctx.chain.name, ctx.chain.type)
-    end
-    if not place.hooks[ctx.chain.hook] then
-      fail(path, "%s is not allowed in a %s hook", kind, ctx.chain.hook)
-    end
+    out[found] = check_nat(r[found], path .. "." .. found, ctx.family)
   end
   if (r.match == nil or next(r.match) == nil) and not r.counter and not found then
     fail(path, "empty rule: give a match, a counter or an action")
   end
   if r.comment ~= nil then
-    if type(r.comment) ~= "string" or #r.comment < 1 or #r.comment > COMMENT_MAX
+    if type(r.comment) ~= "string" or #r.comment < 1 or #r.comment > limits.comment
         or r.comment:find('[%z"\n]') then
-      fail(path .. ".comment", "1..%d characters without quotes or newlines", COMMENT_MAX)
+      fail(path .. ".comment", "1..%d characters without quotes or newlines", limits.comment)
     end
     out.comment = r.comment
   end
@@ -342,16 +362,10 @@ end
 
 local chain_fields = set_of({ "name", "type", "hook", "priority", "policy", "rules" })
 
-local function default_priority(type_, hook)
-  if type_ == "filter" then return 0 end
-  if hook == "prerouting" or hook == "output" then return -100 end
-  return 100
-end
-
 local function check_head(c, path, seen)
   if type(c) ~= "table" then fail(path, "chain table expected, got %s", type(c)) end
   fields(c, path, chain_fields)
-  if not name_ok(c.name) then fail(path .. ".name", "chain name (1..%d characters) expected", NAME_MAX) end
+  if not name_ok(c.name) then fail(path .. ".name", "chain name (1..%d characters) expected", limits.name) end
   if seen[c.name] then fail(path .. ".name", "chain '%s' defined twice", c.name) end
   local out = { name = c.name }
   if c.type == nil and c.hook == nil and c.priority == nil and c.policy == nil then
@@ -374,17 +388,57 @@ local function check_head(c, path, seen)
     fail(path .. ".policy", "'accept' or 'drop' expected")
   end
   out.type, out.hook = c.type, c.hook
-  out.priority = c.priority or default_priority(c.type, c.hook)
-  out.policy = c.policy or "accept"
+  out.priority = c.priority or defaults.priority[c.type][c.hook]
+  out.policy = c.policy or defaults.policy
   return out
+end
+
+-- What the kernel checks from every base chain, through the chains it
+-- jumps to: no loop, no nesting deeper than it follows, every action
+-- allowed there. (Chains no base chain reaches are not checked: they can
+-- never see a packet.)
+local function check_jumps(out)
+  local index = {}
+  for i, c in ipairs(out.chains) do index[c.name] = i end
+  local function walk(base, i, depth, stack)
+    local c = out.chains[i]
+    if stack[c.name] then
+      fail(string.format("chains[%d]", i), "jumps loop back to chain '%s'", c.name)
+    end
+    if depth >= MAX_DEPTH then
+      fail(string.format("chains[%d]", i), "jumps nest %d chains deep (less than %d, from chain '%s')",
+        depth, MAX_DEPTH, base.name)
+    end
+    stack[c.name] = true
+    for j, r in ipairs(c.rules or {}) do
+      local kind = r.verdict or (r.masquerade and "masquerade") or (r.snat and "snat")
+        or (r.dnat and "dnat")
+      local place = action_place[kind]
+      local path = string.format("chains[%d].rules[%d]", i, j)
+      local from = depth > 0 and string.format(" (reached from chain '%s')", base.name) or ""
+      if place and place.type and base.type ~= place.type then
+        fail(path, "%s needs a %s chain, '%s' is %s%s", kind, place.type, base.name, base.type, from)
+      end
+      if place and not place.hooks[base.hook] then
+        fail(path, "%s is not allowed in a %s hook%s", kind, base.hook, from)
+      end
+      local target = r.jump or r["goto"]
+      if target then walk(base, index[target], depth + 1, stack) end
+    end
+    stack[c.name] = nil
+  end
+  for i, c in ipairs(out.chains) do
+    if c.hook then walk(c, i, 0, {}) end
+  end
 end
 
 local function check_ruleset(desc)
   if type(desc) ~= "table" then fail("ruleset", "table expected, got %s", type(desc)) end
   fields(desc, "ruleset", { family = true, table = true, chains = true })
-  local out = { family = desc.family or "inet", table = desc.table or "zmesh", chains = {} }
+  local out = { family = desc.family or defaults.family, table = desc.table or defaults.table,
+    chains = {} }
   if not is.family[out.family] then fail("family", "unknown value %s", show(out.family)) end
-  if not name_ok(out.table) then fail("table", "table name (1..%d characters) expected", NAME_MAX) end
+  if not name_ok(out.table) then fail("table", "table name (1..%d characters) expected", limits.name) end
   if desc.chains == nil then return out end
   list(desc.chains, "chains")
   local by_name = {}
@@ -402,13 +456,14 @@ local function check_ruleset(desc)
       for j, r in ipairs(c.rules) do
         rules[j] = check_rule(r, string.format("%s[%d]", path, j), ctx)
       end
-      out.chains[i].rules = rules
+      out.chains[i].rules = #rules > 0 and rules or nil
     end
   end
+  check_jumps(out)
   return out
 end
 
--- A normalized copy of desc (defaults filled in), or nil and a message
+-- A normalised copy of desc (defaults filled in), or nil and a message
 -- naming the field.
 function firewall.validate(desc)
   local ok, res = pcall(check_ruleset, desc)
@@ -438,10 +493,14 @@ function firewall.delete(ns, opts) return core().nft.delete(ns, opts) end
 -- left out): { ["diode"] = { packets = 3, bytes = 252, chain = "input" } }.
 function firewall.counters(dump)
   local out = {}
-  for _, c in ipairs(dump.chains or {}) do
-    for _, r in ipairs(c.rules or {}) do
-      if r.comment and r.packets then
-        out[r.comment] = { packets = r.packets, bytes = r.bytes, chain = c.name }
+  local live = dump.live and dump.live.chains or {}
+  for i, c in ipairs(dump.chains or {}) do
+    for j, r in ipairs(c.rules or {}) do
+      -- Counters are in .live (core.nft.dump); a table of rules with their
+      -- counters in them is read as well.
+      local n = live[i] and live[i].rules[j] or r
+      if r.comment and n and n.packets then
+        out[r.comment] = { packets = n.packets, bytes = n.bytes, chain = c.name }
       end
     end
   end
@@ -476,14 +535,16 @@ local function nft_addr(key, v)
 end
 
 local function render_rule(r, family)
+  if r.unknown then return "[" .. r.unknown .. "]" end
   local m, out = r.match or {}, {}
   local function add(s) out[#out + 1] = s end
   if m.iifname then add(nft_ifname("iifname", m.iifname)) end
   if m.oifname then add(nft_ifname("oifname", m.oifname)) end
   if m.ct_state then
     local states = {}
+    local cts = type(m.ct_state) == "table" and m.ct_state or { m.ct_state }
     for _, s in ipairs(firewall.names.ct_state) do
-      for _, x in ipairs(m.ct_state) do if x == s then states[#states + 1] = s end end
+      for _, x in ipairs(cts) do if x == s then states[#states + 1] = s end end
     end
     add("ct state " .. table.concat(states, ","))
   end
@@ -500,7 +561,7 @@ local function render_rule(r, family)
       if m[k] then add(k:gsub("_", " ") .. " " .. nft_values(m[k])) end
     end
   elseif m.l4proto then
-    local n = L4[m.l4proto] or m.l4proto
+    local n = numbers.l4proto[m.l4proto] or m.l4proto
     add("meta l4proto " .. (l4_names[n] or tostring(n)))
   end
   if r.counter then add("counter") end
@@ -550,6 +611,103 @@ function firewall.script(desc)
   if not d then error(err, 2) end
   return string.format("table %s %s\ndelete table %s %s\n%s",
     d.family, d.table, d.family, d.table, firewall.render(d))
+end
+
+-- ---- comparing tables ----
+
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+-- A value in a plan line: names bare, lists comma-separated.
+local function brief(v)
+  if v == nil then return "none" end
+  if type(v) ~= "table" then return tostring(v) end
+  if v.to then return v.to .. (v.fully_random and " fully-random" or "") end
+  if v.fully_random then return "fully-random" end
+  local parts = {}
+  for i, x in ipairs(v) do parts[i] = tostring(x) end
+  return table.concat(parts, ",")
+end
+
+local rule_keys = {}
+for _, k in ipairs(firewall.names.match) do rule_keys[#rule_keys + 1] = "match." .. k end
+for _, k in ipairs({ "counter", "verdict", "jump", "goto", "masquerade", "snat", "dnat",
+  "comment" }) do rule_keys[#rule_keys + 1] = k end
+
+local function field(r, key)
+  local m = key:match("^match%.(.*)$")
+  if m then return r.match and r.match[m] end
+  return r[key]
+end
+
+-- How two rules of the same place differ: "verdict: kernel accept, want drop".
+local function rule_difference(k, w)
+  for _, key in ipairs(rule_keys) do
+    local a, b = field(k, key), field(w, key)
+    if not same(a, b) then
+      return string.format("%s: kernel %s, want %s", key, brief(a), brief(b))
+    end
+  end
+end
+
+local function index_of(rules, r)
+  for j, x in ipairs(rules) do if same(x, r) then return j end end
+end
+
+-- The first place where two rule lists differ, and how: a rule missing,
+-- one not wanted, two out of order, or one changed (which field).
+local function rules_difference(kr, wr, at, family)
+  local function text(r) return render_rule(r, family) end
+  for i = 1, math.max(#kr, #wr) do
+    local k, w = kr[i], wr[i]
+    if not same(k, w) then
+      local p = string.format("%s.rules[%d]", at, i)
+      local wanted_at = k and index_of(wr, k) -- where the kernel's rule belongs
+      local kernel_at = w and index_of(kr, w) -- where the wanted one is
+      if not k or (wanted_at and not kernel_at) then
+        return string.format("%s: missing, want %s", p, text(w))
+      end
+      if not w or (kernel_at and not wanted_at) then
+        return string.format("%s: not wanted, kernel has %s", p, text(k))
+      end
+      if wanted_at then
+        return string.format("%s: out of order, kernel has rules[%d] (%s) here", p, wanted_at,
+          text(k))
+      end
+      if k.unknown then
+        return string.format("%s: kernel has a rule Zero-Mesh never writes %s, want %s", p,
+          text(k), text(w))
+      end
+      return p .. " " .. rule_difference(k, w)
+    end
+  end
+end
+
+-- The first way table KERNEL (core.nft.dump) differs from WANT (validated),
+-- handles and counters aside, as one line ("chains[1].rules[4] verdict:
+-- kernel accept, want drop"); nil when they are the same.
+function firewall.difference(kernel, want)
+  if kernel.unknown then
+    return "table: kernel has what Zero-Mesh never writes (" .. kernel.unknown .. ")"
+  end
+  local kc, wc = kernel.chains or {}, want.chains or {}
+  for i = 1, math.max(#kc, #wc) do
+    local k, w = kc[i], wc[i]
+    local at = string.format("chains[%d]", i)
+    if not k then return string.format("%s: missing chain %s", at, w.name) end
+    if not w then return string.format("%s: chain %s not wanted", at, k.name) end
+    for _, f in ipairs({ "name", "unknown", "type", "hook", "priority", "policy" }) do
+      if k[f] ~= w[f] then
+        return string.format("%s %s: kernel %s, want %s", at, f, brief(k[f]), brief(w[f]))
+      end
+    end
+    local d = rules_difference(k.rules or {}, w.rules or {}, at, want.family)
+    if d then return d end
+  end
 end
 
 -- ---- policy ----

@@ -82,7 +82,7 @@ end
 
 local function container_count()
   local d = assert(core.nft.dump(t.ct, { table = "count" }))
-  return d.chains[1].rules[1].packets
+  return d.live.chains[1].rules[1].packets
 end
 
 local describe_root = h.is_root() and describe or pending

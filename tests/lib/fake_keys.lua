@@ -124,7 +124,9 @@ function fake.node_key() return fake.key.generate() end
 -- Put the fake in place of zmesh.core and forget modules that captured
 -- the real one.
 function fake.install()
-  package.loaded["zmesh.core"] = { key = fake.key, version = "fake" }
+  -- The nftables vocabulary is data of the real core (zmesh.firewall reads it).
+  local nft = (package.loaded["zmesh.core"] or require("zmesh.core")).nft
+  package.loaded["zmesh.core"] = { key = fake.key, version = "fake", nft = nft }
   for name in pairs(package.loaded) do
     if name == "zmesh.net" or name:match("^zmesh%.net%.") then package.loaded[name] = nil end
   end

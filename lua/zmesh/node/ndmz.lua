@@ -7,8 +7,7 @@ local ndmz = {}
 local HOST = "host"
 
 -- Desired resources for the ndmz from a validated node config.
--- opts.firewall: the ndmz's ruleset (from the firewall policy), with
--- opts.firewall_record the file that keeps the one last applied.
+-- opts.firewall: the ndmz's ruleset (from the firewall policy).
 function ndmz.desired(cfg, opts)
   opts = opts or {}
   local ns, u = names.NDMZ, cfg.uplink
@@ -41,7 +40,7 @@ function ndmz.desired(cfg, opts)
       dev = names.UPLINK }
   end
   if opts.firewall then
-    d[#d + 1] = { kind = "nft", ns = ns, ruleset = opts.firewall, record = opts.firewall_record }
+    d[#d + 1] = { kind = "nft", ns = ns, ruleset = opts.firewall }
   end
   return d
 end

@@ -77,17 +77,7 @@ function ops.route_delete(core, a)
   return core.route.delete { ns = cns(a.ns), family = a.family, dst = a.dst, via = a.via,
     dev = a.dev }
 end
-function ops.nft_apply(core, a)
-  local ok, err, ename = core.nft.apply(cns(a.ns), a.ruleset)
-  if not ok then return ok, err, ename end
-  if a.record then
-    -- Kept only by the apply step: a plan writes nothing.
-    ok, err, ename = core.fs.mkdir(a.record:match("^(.*)/[^/]+$"), tonumber("700", 8))
-    if not ok then return ok, err, ename end
-    return core.fs.write(a.record, a.record_text, tonumber("600", 8))
-  end
-  return true
-end
+function ops.nft_apply(core, a) return core.nft.apply(cns(a.ns), a.ruleset) end
 
 -- Run ACTIONS. Returns a report {ok, done = {texts}, failed = text,
 -- error = message}.

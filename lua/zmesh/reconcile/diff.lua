@@ -6,7 +6,7 @@
 -- declares; static routes in the namespaces listed in opts.own_routes; wg
 -- peers not desired. Links and namespaces the desired state does not
 -- mention are left alone: other apply runs own them (an NR's containers).
-local json = require "zmesh.json"
+local firewall = require "zmesh.firewall"
 local names = require "zmesh.node.names"
 local resources = require "zmesh.reconcile.resources"
 
@@ -246,38 +246,19 @@ local function diff_wg(r, actual, out)
   out[#out + 1] = set
 end
 
--- The shape of a table: chains with hook, policy and rule comments. It
--- tells a table that was changed or flushed behind our back.
-local function shape_of_ruleset(rs)
-  local parts = {}
-  for _, c in ipairs(rs.chains or {}) do
-    local comments = {}
-    for i, rule in ipairs(c.rules or {}) do comments[i] = rule.comment or "" end
-    parts[#parts + 1] = string.format("%s/%s/%s/%s", c.name, c.hook or "", c.policy or "",
-      table.concat(comments, ","))
-  end
-  return table.concat(parts, ";")
-end
-
--- The ruleset is re-applied (atomically, whole) when the kernel's table
--- no longer has the shape of the desired one, or when the ruleset last
--- applied, kept in r.record, differs from the desired one (a policy change).
+-- The ruleset is re-applied (atomically, whole) when the kernel's table,
+-- read back as a description, differs from the desired one in anything
+-- but handles and counters: a chain, a rule, an expression, a verdict, the
+-- order. Whether the policy changed or someone changed the table behind
+-- our back, the plan says what differs first; the same table is left
+-- alone, so its drop counters survive unrelated applies.
 local function diff_nft(r, actual, out)
-  local want = json.encode(r.ruleset)
-  actual = actual or {}
-  local why
-  if not actual.table then
-    why = "missing"
-  elseif shape_of_ruleset(actual.table) ~= shape_of_ruleset(r.ruleset) then
-    why = "changed outside Zero-Mesh"
-  elseif actual.recorded ~= want then
-    why = "policy changed"
-  end
+  local want = firewall.validate(r.ruleset) or r.ruleset
+  local kernel = actual and actual.table
+  local why = kernel and firewall.difference(kernel, want) or not kernel and "missing"
   if not why then return end
-  out[#out + 1] = { op = "nft_apply", ns = r.ns, ruleset = r.ruleset, record = r.record,
-    record_text = want,
-    text = string.format("firewall table %s %s in %s (%s)", r.ruleset.family or "inet",
-      r.ruleset.table or "zmesh", r.ns, why) }
+  out[#out + 1] = { op = "nft_apply", ns = r.ns, ruleset = want,
+    text = string.format("firewall table %s %s in %s: %s", want.family, want.table, r.ns, why) }
 end
 
 -- Deletions for absent resources, in the reverse order of creation:

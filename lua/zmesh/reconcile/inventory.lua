@@ -57,8 +57,7 @@ end
 -- inv.daemon[ifname] = pid of the userspace WireGuard serving it, or
 -- false; inv.strays[ifname] = pids of its daemons still starting (no
 -- socket yet) in its birth namespace; inv.files[path] = type of what is there (mentioned files and
--- WireGuard sockets); inv.nft[key] = {table = core.nft.dump or nil,
--- recorded = text or nil}.
+-- WireGuard sockets); inv.nft[key] = {table = core.nft.dump or nil}.
 function inventory.read(core, desired)
   local inv = { netns = {}, stale = {}, ns = {}, sysctl = {}, wg = {}, nft = {},
     daemon = {}, strays = {}, files = {} }
@@ -91,12 +90,9 @@ function inventory.read(core, desired)
     elseif r.kind == "wg" and st and st.links[r.name] then
       inv.wg[resources.key(r)] = core.wg.get({ ns = core_ns(r.ns), name = r.name }) or false
     elseif r.kind == "nft" and st then
-      local f = r.record and io.open(r.record)
       inv.nft[resources.key(r)] = {
         table = core.nft.dump(core_ns(r.ns), { family = r.ruleset.family, table = r.ruleset.table }),
-        recorded = f and f:read("a"),
       }
-      if f then f:close() end
     end
   end
   return inv

@@ -15,8 +15,7 @@
 --   wg     {ns, name, private_key (core.key object), public_key,
 --           listen_port, peers = {{public_key, allowed_ips, endpoint,
 --           persistent_keepalive}}}
---   nft    {ns, ruleset (validated description), record (file keeping
---           the last ruleset applied, to tell a policy change)}
+--   nft    {ns, ruleset (validated description)}
 --   file   {path} (only absent: a file that must be gone)
 --
 -- A resource with absent = true must not exist: a removal is desired
