@@ -69,9 +69,33 @@ end
 
 local show = check.show
 
-function check.fail(field, value, why)
-  if value == nil then error(string.format("%s: %s", field, why), 0) end
-  error(string.format("%s %s: %s", field, show(value), why), 0)
+-- The last failure raised here: {kind, field, message}. Messages stay
+-- plain strings everywhere; the daemon reads this to answer 400, 404 or
+-- 409 with the field (kind "input", "not_found" or "conflict").
+check.last = nil
+
+local function raise(kind, field, value, why)
+  local msg = value == nil and string.format("%s: %s", field, why)
+    or string.format("%s %s: %s", field, show(value), why)
+  check.last = { kind = kind, field = field, message = msg }
+  error(msg, 0)
+end
+
+function check.fail(field, value, why) raise("input", field, value, why) end
+-- Valid, but it clashes with what the node has (a listen port in use).
+function check.conflict(field, value, why) raise("conflict", field, value, why) end
+-- It names something this node does not have.
+function check.not_found(field, value, why) raise("not_found", field, value, why) end
+
+-- What ERR (a message an entry point raised) was, when check raised it:
+-- {kind, field} or nil (a system failure). Wrapped messages count (a
+-- caller may prefix its context).
+function check.classify(err)
+  local last = check.last
+  if last and type(err) == "string" and err:sub(-#last.message) == last.message then
+    return { kind = last.kind, field = last.field }
+  end
+  return nil
 end
 
 -- PATH extended by KEY: "peers" + 3 → "peers[3]", "peers[3]" + "subnet"

@@ -10,6 +10,7 @@ local commands = {
   { "genkey", "zmesh.cmd.genkey" },
   { "pubkey", "zmesh.cmd.pubkey" },
   { "node", "zmesh.cmd.node" },
+  { "daemon", "zmesh.cmd.daemon" },
   { "net", "zmesh.cmd.net" },
   { "demo", "zmesh.cmd.demo" },
 }

@@ -5,6 +5,7 @@
 -- WireGuard daemon inherits. After each: one call converges, nothing leaks.
 local core = require "zmesh.core"
 local json = require "zmesh.json"
+local nrconf = require "nrconf"
 local sim = require "zmesh.sim"
 local testns = require "testns"
 
@@ -23,27 +24,8 @@ local function one_node(S)
   return assert(S:call("n1", "node.facts", {}))
 end
 
--- NR config NET_ID for the node with FACTS: subnet 10.<k>.1.0/24, port
--- 51820 + k, NPEERS peers with fresh keys (nothing answers them: enough
--- to make the daemon, the peer set and the routes real).
 local function nr_config(facts, net_id, k, npeers, keepalive)
-  local key = core.key.generate()
-  local cfg = {
-    net_id = net_id, network = "robust", node_id = "n1",
-    ip_range = string.format("10.%d.0.0/16", k), subnet = string.format("10.%d.1.0/24", k),
-    wireguard_private_key = key:seal(facts.public_key), wireguard_public_key = key:public(),
-    wireguard_listen_port = 51820 + k, peers = {},
-  }
-  key:close()
-  for i = 1, npeers do
-    local pk = core.key.generate()
-    cfg.peers[i] = { node_id = "p" .. i, subnet = string.format("10.%d.%d.0/24", k, i + 1),
-      wireguard_public_key = pk:public(),
-      allowed_ips = { string.format("10.%d.%d.0/24", k, i + 1), string.format("100.64.%d.%d/32", k, i + 1) },
-      endpoint = string.format("203.0.113.%d:51820", 100 + i), persistent_keepalive = keepalive }
-    pk:close()
-  end
-  return cfg
+  return nrconf.make(facts, net_id, k, npeers, keepalive)
 end
 
 -- Put TEXT at PATH inside node ID's private /run.
@@ -60,6 +42,7 @@ local function observe(S, net_id)
     "echo '## daemons'; pgrep -x wireguard-go --nslist mnt --ns " .. S.nodes.n1.pid .. " | wc -l",
     "echo '## sockets'; ls /run/wireguard | LC_ALL=C sort",
     "echo '## files'; (cd /run/zmesh && find . -type f ! -name lock | LC_ALL=C sort)",
+    "echo '## state'; (cd " .. S.nodes.n1.config.state_dir .. " && find . -type f ! -name node.key | LC_ALL=C sort)",
     -- Public key, endpoint, allowed IPs, keepalive of every peer (the
     -- device line, which holds the private key, is left out).
     "echo '## port'; wg show w-" .. net_id .. " listen-port 2>/dev/null",
@@ -87,8 +70,8 @@ local function assert_applied(S, cfg, what)
   assert.same({ "lo", "n-" .. id, "public", "tonrs" }, got.ndmz, what)
   assert.same({ "1" }, got.daemons, what)
   assert.same({ "w-" .. id .. ".sock" }, got.sockets, what)
-  assert.same(sorted({ "./firewall/n-" .. id .. ".json", "./firewall/ndmz.json",
-    "./log/w-" .. id .. ".log", "./nr/" .. id .. ".json" }), got.files, what)
+  assert.same({ "./log/w-" .. id .. ".log" }, got.files, what)
+  assert.same({ "./nrs/" .. id .. ".json" }, got.state, what)
   assert.same({ tostring(cfg.wireguard_listen_port) }, got.port, what)
   local want, have = {}, {}
   for _, p in ipairs(cfg.peers) do
@@ -114,7 +97,8 @@ local function assert_removed(S, id, what)
   assert.same({ "lo", "public", "tonrs" }, got.ndmz, what)
   assert.same({ "0" }, got.daemons, what)
   assert.same({}, got.sockets, what)
-  assert.same({ "./firewall/ndmz.json" }, got.files, what)
+  assert.same({}, got.files, what)
+  assert.same({}, got.state, what)
 end
 
 -- Start `zmesh call ENTRY -` with the JSON in FILE inside the node, kill

@@ -1,3 +1,4 @@
+local client = require "zmesh.daemon.client"
 local entry = require "zmesh.entry"
 local json = require "zmesh.json"
 
@@ -8,16 +9,22 @@ end
 
 return {
   summary = "call a named Lua entry point with JSON, print its JSON result",
-  usage = "ENTRY [JSON | -]\n       zmesh call --list",
+  usage = "ENTRY [JSON | -] [--direct | --daemon]\n       zmesh call --list",
   help = [[
 Calls the entry point ENTRY (area.verb, e.g. nr.apply) with the JSON object
 given as the second argument, or read from standard input when it is "-"
 (no argument: {}). The result is printed as JSON on standard output.
 
+Node-side entry points (node.*, nr.*, container.*) go through the node's
+daemon when its socket answers, so that it stays the only writer; else
+they run here. --direct runs here in any case, --daemon only through the
+daemon.
+
 Exit status: 0 on success; 1 when the entry point fails (its message on
 standard error); 2 for an unknown entry point or JSON that does not parse.
 `zmesh call --list` prints every entry point.]],
   run = function(args)
+    local mode = client.take_mode(args)
     if args[1] == "--list" then
       for _, e in ipairs(entry.list()) do
         io.stdout:write(string.format("%-22s %s\n", e.name, e.summary))
@@ -42,7 +49,7 @@ standard error); 2 for an unknown entry point or JSON that does not parse.
         return fail(2, "invalid JSON: expected an object")
       end
     end
-    local ok, result = entry.call(name, params)
+    local ok, result = client.call(name, params, mode)
     if not ok then return fail(1, name .. ": " .. result) end
     io.stdout:write(json.encode(result == nil and json.object() or result, { pretty = true }), "\n")
     return 0

@@ -19,8 +19,7 @@ local function ndmz_opts() return { own_routes = { names.NDMZ } } end
 function node.desired(ctx)
   local rules = context.firewall(ctx, "ndmz", { uplink = names.UPLINK, bridge = names.TONRS,
     range = names.NR_UPLINK_RANGE, wg_port_range = ctx.cfg.listen_ports })
-  return ndmz.desired(ctx.cfg, { firewall = rules,
-    firewall_record = context.firewall_record(ctx, names.NDMZ) })
+  return ndmz.desired(ctx.cfg, { firewall = rules })
 end
 
 function node.plan(ctx)
@@ -80,7 +79,6 @@ function node.removal(ctx)
       from = names.UPLINK, from_ns = names.NDMZ, up = false, optional = true, keep_addrs = true }
   end
   want[#want + 1] = { kind = "netns", name = names.NDMZ, veths_first = true, absent = true }
-  want[#want + 1] = { kind = "file", path = context.firewall_record(ctx, names.NDMZ), absent = true }
   return want, ids
 end
 
@@ -99,6 +97,65 @@ function node.stop(ctx)
       error(string.format("node stop failed at '%s': %s", report.failed, tostring(report.error)), 0)
     end
     return { nrs_removed = ids, ndmz_removed = ndmz_was, changes = report.done }
+  end)
+end
+
+-- Converge everything this node is to have: the ndmz, every stored NR,
+-- every stored container attachment whose namespace exists (the others
+-- are pending: applied once their namespace appears), and nothing more:
+-- traces of an NR never stored (a first apply killed half-way) are
+-- removed. The daemon's boot restore and its reconcile loop; `zmesh node
+-- converge` by hand. Changes only what differs, so a converged node sees
+-- no change at all.
+-- OPTS.skip: NR ids to leave alone this time (the daemon backing off).
+function node.converge(ctx, opts)
+  local skip = {}
+  for _, id in ipairs(opts and opts.skip or {}) do skip[id] = true end
+  return lock.hold(ctx, function()
+    local report = { nrs = {}, containers = {}, pending = {}, problems = ctx.problems }
+    local ok, res = pcall(node.start, ctx)
+    report.ndmz = ok and { changes = res.changes } or { error = tostring(res) }
+    if not ok then return report end
+    local container = require "zmesh.container"
+    local saved = context.saved_nrs(ctx)
+    local ids = {}
+    for id in pairs(saved) do ids[#ids + 1] = id end
+    table.sort(ids)
+    report.removed = {}
+    for _, id in ipairs(nr.known_ids(ctx)) do
+      if not saved[id] then
+        -- pcall gives ok, removed, changes; or false, the error.
+        local ok_rm, first, changes = pcall(nr.remove, ctx, id)
+        report.removed[#report.removed + 1] = ok_rm and { net_id = id, changes = changes }
+          or { net_id = id, error = tostring(first) }
+      end
+    end
+    for _, id in ipairs(ids) do
+      if skip[id] then
+        report.nrs[id] = { skipped = true }
+      else
+        local applied, r = pcall(nr.apply, ctx, saved[id])
+        report.nrs[id] = applied and { changes = r.changes } or { error = tostring(r) }
+        if applied then
+          local records = context.attachments(ctx, id)
+          local list = {}
+          for netns in pairs(records) do list[#list + 1] = netns end
+          table.sort(list)
+          for _, netns in ipairs(list) do
+            local rec = records[netns]
+            local key = id .. "/" .. netns
+            if core.netns.exists(netns) then
+              local attached, a = pcall(container.attach, ctx,
+                { net_id = id, netns = netns, ip = rec.ip, ip6 = rec.ip6 })
+              report.containers[key] = attached and { changes = a.changes } or { error = tostring(a) }
+            else
+              report.pending[#report.pending + 1] = { net_id = id, netns = netns }
+            end
+          end
+        end
+      end
+    end
+    return report
   end)
 end
 
