@@ -22,9 +22,11 @@
 --     }
 --     Every hidden id gets at least one aggregator; each a reachable public
 --     id, listed once. The first is the primary: it carries all of the
---     hidden NR's traffic. The others are backups: peered, with keepalives
---     so that the NAT mapping and the WireGuard session stay warm, but
---     routing nothing until a re-render makes one of them primary.
+--     hidden NR's traffic. The others are backups, in order: peered, the
+--     first one warm (keepalives keep its NAT mapping and WireGuard session
+--     up), routing nothing until the primary stops answering the hidden
+--     NR's probes; then its daemon moves the traffic to the first backup
+--     that answers (policy "failover"), and the next one is warmed.
 --     Hidden NRs that share a primary reach each other in two WireGuard
 --     hops (hidden → aggregator → hidden); with different primaries it is
 --     three.
@@ -48,7 +50,8 @@
 -- public NRs it cannot reach. A new public NR therefore comes after the
 -- aggregators in force, however high its score.
 
--- Backups per hidden NR, when there are enough public NRs.
+-- Backups per hidden NR, when there are enough public NRs. One: it is
+-- warm. A policy giving more has the next one warmed when one fails.
 local BACKUPS = 1
 
 -- FNV-1a, 32 bits, then a murmur3 finaliser so that similar ids spread.

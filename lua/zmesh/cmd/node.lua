@@ -1,6 +1,6 @@
 -- `zmesh node …`: the node side from a shell, over the same entry points
 -- that provisioning calls.
-local entry = require "zmesh.entry"
+local client = require "zmesh.daemon.client"
 local json = require "zmesh.json"
 
 local subcommands = {
@@ -13,14 +13,19 @@ local subcommands = {
   { "diff", "nr.plan", "the changes `apply FILE` would make, changing nothing" },
   { "remove", "nr.remove", "remove the NR NET_ID (--dry-run: the plan only)" },
   { "list", "nr.list", "the NRs on this node" },
-  { "check", "nr.check", "restart NRs whose WireGuard died; remove half-made ones" },
+  { "check", "node.check", "reach every other NR of each network: RTT and path (--json)" },
+  { "repair", "nr.check", "restart NRs whose WireGuard died; remove half-made ones" },
+  { "converge", "node.converge", "converge the ndmz and every stored NR and container" },
 }
 
 local function help()
   local lines = { [[
 Runs this node's side of Zero-Mesh. The node config is read from --config
 PATH, else $ZMESH_NODE_CONFIG, else /etc/zmesh/node.json. Results print as
-JSON; errors as one line on standard error (exit status 1).
+JSON; errors as one line on standard error (exit status 1). Every
+subcommand goes through the node's daemon (`zmesh daemon`) when its socket
+answers, else runs here; --direct runs here in any case, --daemon only
+through the daemon.
 
 subcommands:]] }
   for _, s in ipairs(subcommands) do
@@ -38,10 +43,11 @@ end
 
 return {
   summary = "run the node side: ndmz, NRs (start, apply, facts, …)",
-  usage = "SUBCOMMAND [ARG] [--config PATH] [--dry-run]",
+  usage = "SUBCOMMAND [ARG] [--config PATH] [--dry-run] [--direct | --daemon]",
   help = help(),
   run = function(args)
-    local sub, arg, config, dry_run
+    local mode = client.take_mode(args)
+    local sub, arg, config, dry_run, as_json
     local i = 1
     while args[i] do
       if args[i] == "--config" then
@@ -49,6 +55,8 @@ return {
         i = i + 2
       elseif args[i] == "--dry-run" then
         dry_run, i = true, i + 1
+      elseif args[i] == "--json" then
+        as_json, i = true, i + 1
       elseif not sub then sub, i = args[i], i + 1
       elseif not arg then arg, i = args[i], i + 1
       else
@@ -75,7 +83,7 @@ return {
         io.stderr:write("zmesh node ", sub, ": ", tostring(err), "\n")
         return 2
       end
-    elseif sub == "remove" then
+    elseif sub == "remove" or (sub == "check" and arg) then
       params = { net_id = arg }
     end
     if dry_run then
@@ -85,10 +93,14 @@ return {
       end
       params.dry_run = true
     end
-    local ok, result = entry.call(target, params)
+    local ok, result = client.call(target, params, mode)
     if not ok then
       io.stderr:write("zmesh node ", sub, ": ", result, "\n")
       return 1
+    end
+    if sub == "check" and not as_json then
+      io.stdout:write(require("zmesh.node.check").text(result), "\n")
+      return 0
     end
     io.stdout:write(json.encode(result, { pretty = true }), "\n")
     return 0

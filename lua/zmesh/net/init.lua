@@ -231,10 +231,18 @@ function net.remove_node(n, id, opts)
   remember(out, set)
   table.remove(out.nodes, index)
   local notes = {}
-  if out.exit == id then
-    out.exit = nil
-    notes[#notes + 1] = string.format("%s was the sole exit: every NR now breaks out locally", id)
+  local exits = model.exits(out)
+  for i = #exits, 1, -1 do
+    if exits[i] == id then
+      table.remove(exits, i)
+      if #exits == 0 then
+        notes[#notes + 1] = string.format("%s was the sole exit: every NR now breaks out locally", id)
+      elseif i == 1 then
+        notes[#notes + 1] = string.format("%s was the sole exit: %s is now", id, exits[1])
+      end
+    end
   end
+  out.exit = model.exit_field(exits)
   for i = #(out.access or {}), 1, -1 do
     local a = out.access[i]
     if a.via == id then
@@ -249,17 +257,21 @@ function net.remove_node(n, id, opts)
   return out, notes
 end
 
--- Make node ID the sole exit of the network; nil (or "none") for local
--- breakout everywhere. The policies run on the result, so that a faulty
--- one refuses the change.
-function net.set_exit(n, id, opts)
+-- Make node ID the sole exit of the network, or IDS (a list) the exit and
+-- its fallbacks in order; nil (or "none") for local breakout everywhere.
+-- The policies run on the result, so that a faulty one refuses the change.
+function net.set_exit(n, ids, opts)
   validate.network(n)
-  if id == "none" then id = nil end
-  if id ~= nil and not model.find_node(n, id) then
-    validate.fail("exit", id, "is not a node of network %s", n.name)
+  if ids == "none" then ids = nil end
+  if type(ids) == "string" then ids = { ids } end
+  for i, id in ipairs(ids or {}) do
+    if not model.find_node(n, id) then
+      validate.fail(#ids == 1 and "exit" or string.format("exit[%d]", i), id,
+        "is not a node of network %s", n.name)
+    end
   end
   local out = model.copy(n)
-  out.exit = id
+  out.exit = model.exit_field(ids or {})
   validate.network(out)
   remember(out, policy_set(opts))
   return out
@@ -387,7 +399,8 @@ function net.summary(t)
   end
   return {
     name = n.name, net_id = n.net_id, ip_range = n.ip_range, ipv6_range = n.ipv6_range,
-    exit = t.exit, nodes = nodes, access = devices,
+    exit = t.exit, exits = json.array(table.move(t.exits, 1, #t.exits, 1, {})), nodes = nodes,
+    access = devices,
     public = #t.public, hidden = #t.hidden,
   }
 end

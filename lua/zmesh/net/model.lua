@@ -5,7 +5,10 @@
 -- {
 --   "format": 1, "name": "demo", "net_id": "k3v9q2…", "ip_range": "10.1.0.0/16",
 --   "ipv6_range": "fd00:1::/48",            (optional)
---   "exit": "n2",                           (optional: the sole exit NR)
+--   "exit": "n2" | ["n2", "n4"],            (optional: the sole exit NR, or
+--                                             exit candidates in order)
+--   "internet_targets": ["192.0.2.1"],      (optional: what exit candidates
+--                                             ping to tell they carry traffic)
 --   "nodes": [ { "node_id", "facts": {…node facts…}, "subnet", "ipv6_subnet",
 --                "wireguard_listen_port", "wireguard_public_key",
 --                "wireguard_private_key" (sealed to facts.public_key),
@@ -36,6 +39,20 @@ model.NAME_MAX = 64
 -- The wg mesh addresses: 100.64.<b>.<c> for subnet a.<b>.<c>.0/24.
 model.MESH_RANGE = "100.64.0.0/16"
 model.KEEPALIVE = 25
+
+-- The exit candidates of network N, in order (the first is the exit).
+function model.exits(n)
+  if n.exit == nil then return {} end
+  if type(n.exit) == "string" then return { n.exit } end
+  return table.move(n.exit, 1, #n.exit, 1, {})
+end
+
+-- The file's "exit" for candidates IDS: absent, one id, or the list.
+function model.exit_field(ids)
+  if #ids == 0 then return nil end
+  if #ids == 1 then return ids[1] end
+  return setmetatable(table.move(ids, 1, #ids, 1, {}), getmetatable(require("zmesh.json").array()))
+end
 
 function model.valid_node_id(s)
   return type(s) == "string" and #s <= model.NODE_ID_MAX and s:match(model.NODE_ID) ~= nil

@@ -115,15 +115,22 @@ function policies.aggregators(set, unserved, req)
   return r
 end
 
--- The sole exit NR's id, or nil.
+-- The exit candidates, in order (the first is the exit in use): a list,
+-- empty for local breakout. The policy answers an id, a list of ids, or nil.
 function policies.exit(set, req)
   local p = set.exit
   local r = policy.call(p, "exit", req)
-  if r == nil then return nil end
-  for _, n in ipairs(req.nodes) do
-    if n.node_id == r then return r end
+  if r == nil then return {} end
+  local list = type(r) == "table" and r or { r }
+  local known, seen, out = {}, {}, {}
+  for _, n in ipairs(req.nodes) do known[n.node_id] = true end
+  for _, id in ipairs(list) do
+    if not known[id] then policy.breach(p, "exit", "returned %s, not an NR of the network", tostring(id)) end
+    if seen[id] then policy.breach(p, "exit", "returned %s twice", tostring(id)) end
+    seen[id] = true
+    out[#out + 1] = id
   end
-  policy.breach(p, "exit", "returned %s, not an NR of the network", tostring(r))
+  return out
 end
 
 return policies

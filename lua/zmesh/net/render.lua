@@ -35,7 +35,19 @@ function render.node(t, id)
     exit = topology.exit_hop(t, id) and "mesh" or "local",
     exit_for_network = (t.exit == id) or nil,
     peers = arrays(topology.peers(t, id)),
+    failover = topology.failover(t, id),
   }
+  if cfg.failover then
+    local f = cfg.failover
+    -- Lists are lists also when empty or shared (json cannot tell).
+    for _, k in ipairs({ "exits", "aggregators", "range", "hidden", "internet_targets" }) do
+      if f[k] then json.array(f[k]) end
+    end
+    for _, n in pairs(f.nodes) do
+      json.array(n.owned)
+      if n.aggregators then json.array(n.aggregators) end
+    end
+  end
   return cfg
 end
 
@@ -44,7 +56,7 @@ end
 -- strings and AllowedIPs lists recur in all of them, so each is escaped
 -- once. render.encoder() returns encode(config) with its own memory;
 -- use one per topology (lists are remembered by identity).
-local config_keys = { "exit", "exit_for_network", "ip_range", "ipv6_range", "ipv6_subnet",
+local config_keys = { "exit", "exit_for_network", "failover", "ip_range", "ipv6_range", "ipv6_subnet",
   "mesh_address", "net_id", "network", "node_id", "peers", "subnet",
   "wireguard_listen_port", "wireguard_private_key", "wireguard_public_key" }
 local peer_keys = { "allowed_ips", "endpoint", "node_id", "persistent_keepalive", "subnet",
@@ -90,7 +102,34 @@ function render.encoder()
     for i, p in ipairs(ps) do parts[i] = object(p, peer_keys, peer_special) end
     return "[" .. table.concat(parts, ",") .. "]"
   end
-  local config_special = { peers = peers }
+  -- The failover facts: their node map is one table for every public
+  -- config of the topology, encoded once.
+  local objects = {}
+  local function failover(f)
+    local parts = {}
+    local keys = {}
+    for k in pairs(f) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local v = f[k]
+      local e
+      if k == "nodes" then
+        e = objects[v]
+        if not e then
+          e = json.encode(v)
+          objects[v] = e
+        end
+      elseif type(v) == "table" then
+        e = lists[v] or json.encode(v)
+        lists[v] = e
+      else
+        e = json.encode(v)
+      end
+      parts[#parts + 1] = value(k) .. ":" .. e
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  local config_special = { peers = peers, failover = failover }
   return function(cfg) return object(cfg, config_keys, config_special) end
 end
 

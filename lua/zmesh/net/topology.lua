@@ -200,7 +200,8 @@ function topology.build(net, set, opts)
   table.sort(t.order)
   local nodes = {}
   for i, n in ipairs(net.nodes) do nodes[i] = { node_id = n.node_id, role = t.role[n.node_id] } end
-  t.exit = policies.exit(set, { chosen = net.exit, nodes = nodes })
+  t.exits = policies.exit(set, { chosen = net.exit, nodes = nodes })
+  t.exit = t.exits[1]
   return t
 end
 
@@ -318,6 +319,49 @@ local function public_peers(t, x, exit_hop)
     if e then out[#out + 1] = e end
   end
   return out
+end
+
+-- What a node's daemon needs to fail over on its own, without a
+-- re-render (zmesh.nr.paths, zmesh.daemon.failover): every node it may
+-- route through and what each owns, every hidden NR's aggregators in
+-- order, the exit candidates in order. Nil when nothing can fail over (no
+-- hidden NR, no device, no sole exit). The tables are shared between the
+-- configs of one topology; treat them as read-only.
+local function node_facts(t, id)
+  local hidden = t.aggregators[id]
+  return {
+    mesh = t.mesh[id],
+    owned = t.owned[id],
+    aggregators = hidden,
+    device = t.device[id] and true or nil,
+  }
+end
+
+function topology.failover(t, x)
+  if #t.hidden == 0 and #t.devices == 0 and #t.exits == 0 then return nil end
+  local f = {
+    role = t.role[x],
+    keepalive = model.KEEPALIVE,
+    exits = #t.exits > 0 and t.exits or nil,
+    internet_targets = t.net.internet_targets,
+  }
+  -- Every node: `zmesh node check` probes them all.
+  f.nodes = shared(t, "fo:nodes", function()
+    local nodes = {}
+    for _, id in ipairs(t.order) do nodes[id] = node_facts(t, id) end
+    return nodes
+  end)
+  if f.role == "hidden" then
+    f.aggregators = t.aggregators[x]
+    f.range = to_primary(t, false)
+    return f
+  end
+  f.hidden = shared(t, "fo:hidden", function()
+    local list = {}
+    for _, h in ipairs(t.order) do if t.aggregators[h] then list[#list + 1] = h end end
+    return list
+  end)
+  return f
 end
 
 -- The peers of NR X, as the NR config lists them.

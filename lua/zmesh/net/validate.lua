@@ -3,6 +3,7 @@
 --   nodes[n2].subnet: '10.2.1.0/24' is outside ip_range 10.1.0.0/16
 -- so that bad input is refused before anything is written or rendered.
 local check = require "zmesh.check"
+local json_kind = require("zmesh.json").kind
 local ip = require "zmesh.ip"
 local keys = require "zmesh.net.keys"
 local model = require "zmesh.net.model"
@@ -282,7 +283,29 @@ function validate.header(net)
   end
   local range = validate.ip_range(net.ip_range)
   local range6 = net.ipv6_range ~= nil and validate.ipv6_range(net.ipv6_range) or nil
-  if net.exit ~= nil and type(net.exit) ~= "string" then fail("exit", net.exit, "must be a node id") end
+  if net.exit ~= nil and type(net.exit) ~= "string" then
+    if type(net.exit) ~= "table" or #net.exit == 0 or json_kind(net.exit) == "object" then
+      fail("exit", net.exit, "must be a node id, or a list of them (the exit, then its fallbacks)")
+    end
+    local seen = {}
+    for i, id in ipairs(net.exit) do
+      if type(id) ~= "string" then fail(string.format("exit[%d]", i), id, "must be a node id") end
+      if seen[id] then fail(string.format("exit[%d]", i), id, "is listed twice") end
+      seen[id] = true
+    end
+  end
+  if net.internet_targets ~= nil then
+    if type(net.internet_targets) ~= "table" or json_kind(net.internet_targets) == "object"
+        or #net.internet_targets == 0 or #net.internet_targets > 8 then
+      fail("internet_targets", net.internet_targets, "must be a list of 1..8 IPv4 addresses")
+    end
+    for i, a in ipairs(net.internet_targets) do
+      local parsed = type(a) == "string" and ip.parse_addr(a)
+      if not parsed or parsed.family ~= 4 then
+        fail(string.format("internet_targets[%d]", i), a, "must be an IPv4 address")
+      end
+    end
+  end
   return range, range6
 end
 
@@ -301,7 +324,11 @@ function validate.network(net)
   local seen = { nodes = {}, node_keys = {}, v4 = {}, v6 = {} }
   for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, seen) end
   for _, n in ipairs(net.nodes) do check_record(n, seen) end
-  if net.exit ~= nil and not seen.nodes[net.exit] then fail("exit", net.exit, "is not a node of the network") end
+  for i, id in ipairs(model.exits(net)) do
+    if not seen.nodes[id] then
+      fail(type(net.exit) == "string" and "exit" or string.format("exit[%d]", i), id, "is not a node of the network")
+    end
+  end
   check_access(net, range, range6, seen)
   return net
 end

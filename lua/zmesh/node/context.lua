@@ -3,6 +3,7 @@
 local config = require "zmesh.node.config"
 local core = require "zmesh.core"
 local json = require "zmesh.json"
+local store = require "zmesh.node.store"
 
 local context = {}
 
@@ -22,18 +23,21 @@ function context.load(params)
   return {
     cfg = cfg,
     key_path = cfg.state_dir .. "/node.key",
-    nr_dir = cfg.run_dir .. "/nr",
+    -- Desired state survives reboots (zmesh.node.store); what describes
+    -- the running kernel state goes with it (run_dir).
+    nr_dir = cfg.state_dir .. "/nrs",
+    containers_dir = cfg.state_dir .. "/containers",
     log_dir = cfg.run_dir .. "/log",
-    firewall_dir = cfg.run_dir .. "/firewall",
-    containers_dir = cfg.run_dir .. "/containers",
+    -- Stored files found bad and set aside, one line each.
+    problems = {},
   }
 end
 
 -- Files kept per NR, removed with it.
 function context.nr_file(ctx, net_id) return ctx.nr_dir .. "/" .. net_id .. ".json" end
 function context.wg_log(ctx, net_id) return ctx.log_dir .. "/w-" .. net_id .. ".log" end
-function context.firewall_record(ctx, ns) return ctx.firewall_dir .. "/" .. ns .. ".json" end
 function context.attachments_file(ctx, net_id) return ctx.containers_dir .. "/" .. net_id .. ".json" end
+function context.choice_file(ctx, net_id) return ctx.cfg.state_dir .. "/failover/" .. net_id .. ".json" end
 
 -- The firewall ruleset the policy gives for ROLE ("nr" or "ndmz"); a
 -- policy that fails or breaks its contract stops everything, named.
@@ -64,30 +68,14 @@ function context.ensure_node_key(ctx)
   return key
 end
 
--- Applied NR configs, kept so that a dead daemon can be restarted with its
--- configuration and the node knows its NRs. Only sealed keys are in them.
+-- Applied NR configs (desired state, durable): net_id → the config as
+-- applied. Only sealed keys are in them.
 function context.saved_nrs(ctx)
-  local out = {}
-  local names = core.fs.list(ctx.nr_dir) or {}
-  for _, file in ipairs(names) do
-    local id = file:match("^([a-z0-9]+)%.json$")
-    if id then
-      local cfg = json.read_file(ctx.nr_dir .. "/" .. file)
-      if cfg then out[id] = cfg end
-    end
-  end
-  return out
-end
-
-local function save_json(dir, path, value)
-  local ok, err = core.fs.mkdir(dir, tonumber("700", 8))
-  if ok then ok, err = core.fs.write(path, json.encode(value, { pretty = true }) .. "\n",
-    tonumber("600", 8)) end
-  if not ok then error(err, 0) end
+  return store.read_all(ctx.nr_dir, "nr", ctx.problems)
 end
 
 function context.save_nr(ctx, raw)
-  save_json(ctx.nr_dir, context.nr_file(ctx, raw.net_id), raw)
+  store.write(context.nr_file(ctx, raw.net_id), "nr", raw, { unless_same = true })
 end
 
 -- The containers attached to NET_ID's NR: netns → {netns, ip, ip6, port}.
@@ -95,21 +83,24 @@ end
 -- recorded, so that two containers never share one and a detach only
 -- ever touches its own.
 function context.attachments(ctx, net_id)
-  local path = context.attachments_file(ctx, net_id)
-  if not core.fs.stat(path) then return {} end
-  local t, err = json.read_file(path)
-  if type(t) ~= "table" then error("container records: " .. tostring(err), 0) end
-  return t
+  return store.read(context.attachments_file(ctx, net_id), "containers", ctx.problems) or {}
+end
+
+-- The daemon's failover choice for NET_ID's NR (zmesh.nr.paths), as
+-- stored: which aggregator and exit it routes through now. Durable, so
+-- that a restart or a reboot keeps the paths the evidence gave.
+function context.choice(ctx, net_id)
+  return store.read(context.choice_file(ctx, net_id), "failover", ctx.problems)
+end
+
+function context.save_choice(ctx, net_id, choice)
+  store.write(context.choice_file(ctx, net_id), "failover", choice, { unless_same = true })
 end
 
 function context.save_attachments(ctx, net_id, records)
   local path = context.attachments_file(ctx, net_id)
-  if next(records) == nil then
-    local ok, err, ename = core.fs.remove(path)
-    if not ok and ename ~= "ENOENT" then error(err, 0) end
-    return
-  end
-  save_json(ctx.containers_dir, path, json.object(records))
+  if next(records) == nil then return store.remove(path) end
+  store.write(path, "containers", json.object(records), { unless_same = true })
 end
 
 return context

@@ -15,6 +15,31 @@ end
 
 function entries.start(params) return node.start(ctx_of(params)) end
 
+-- {net_id}: every other NR of each NR's network (or of NET_ID's):
+-- reachable, round trip, path.
+function entries.check(params)
+  local ctx = ctx_of(params, { "net_id" })
+  check.string(params, "net_id", true)
+  local report = require("zmesh.node.check").run(ctx, params.net_id)
+  for _, nr in ipairs(report) do nr.peers = json.object(nr.peers) end
+  return json.array(report)
+end
+
+-- {skip = [net_id…]}: converge the ndmz and every stored NR and attachment.
+function entries.converge(params)
+  local ctx = ctx_of(params, { "skip" })
+  local skip = check.array(params, "skip", true)
+  for i, id in ipairs(skip or {}) do
+    if type(id) ~= "string" then check.fail(string.format("skip[%d]", i), id, "must be a net_id") end
+  end
+  local report = node.converge(ctx, { skip = skip })
+  report.pending = json.array(report.pending)
+  report.removed = json.array(report.removed or {})
+  report.problems = json.array(report.problems)
+  report.nrs, report.containers = json.object(report.nrs), json.object(report.containers)
+  return report
+end
+
 -- {dry_run = true}: the plan of the stop instead.
 function entries.stop(params)
   local ctx = ctx_of(params, { "dry_run" })
@@ -32,6 +57,8 @@ function entries.plan(params) return { changes = json.array(node.plan(ctx_of(par
 entries.describe = {
   start = "bring up the ndmz (uplink, bridge to the NRs) and make the node key on first start",
   stop = "remove every NR and the ndmz ({dry_run = true}: the plan only)",
+  converge = "converge the ndmz and every stored NR and container attachment (boot restore, repairs)",
+  check = "every NR's reachability of every other NR of its network: RTT and path ({net_id})",
   facts = "what this node publishes: id, public key for sealing, uplink addresses, port range",
   status = "the ndmz and the NRs of this node",
   plan = "the changes node.start would make, changing nothing",

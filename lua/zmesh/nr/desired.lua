@@ -8,7 +8,7 @@ local desired = {}
 
 -- CFG: a validated NR config. CTX: {uplink_addr = "100.127.x.y/16",
 -- private_key (opened, core.key object), public_key, backend, log,
--- firewall (ruleset or nil), firewall_record (file of the last applied)}.
+-- firewall (ruleset or nil)}.
 function desired.nr(cfg, ctx)
   local id = cfg.net_id
   local ns, ndmz = names.nr_ns(id), names.NDMZ
@@ -22,6 +22,9 @@ function desired.nr(cfg, ctx)
     -- The NR's links are virtual and its own: duplicate address detection
     -- would only hold IPv6 back for seconds after each link comes up.
     { kind = "sysctl", ns = ns, key = "net.ipv6.conf.default.accept_dad", value = 0 },
+    -- An aggregator forwards from the tunnel back into it: that is its
+    -- job, not a reason to tell the sender of a better route.
+    { kind = "sysctl", ns = ns, key = "net.ipv4.conf.all.send_redirects", value = 0 },
     { kind = "link", ns = ns, name = "lo", type = "existing", up = true },
     -- Uplink: made from the ndmz side, its NR end named "public".
     { kind = "link", ns = ndmz, name = names.ndmz_port(id), type = "veth",
@@ -60,7 +63,7 @@ function desired.nr(cfg, ctx)
       dev = names.UPLINK }
   end
   if ctx.firewall then
-    d[#d + 1] = { kind = "nft", ns = ns, ruleset = ctx.firewall, record = ctx.firewall_record }
+    d[#d + 1] = { kind = "nft", ns = ns, ruleset = ctx.firewall }
   end
   return d
 end

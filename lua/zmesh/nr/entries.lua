@@ -46,6 +46,12 @@ function entries.remove(params)
   return { net_id = params.net_id, removed = removed, changes = json.array(changes) }
 end
 
+-- {net_id, choice}: what the daemon's failover engine decided.
+function entries.failover(params)
+  local ctx = with_net_id(params, { "choice" })
+  return nr.failover(ctx, params.net_id, params.choice)
+end
+
 function entries.list(params)
   check.known_fields(params, {})
   local ctx = context.load()
@@ -68,6 +74,7 @@ entries.describe = {
   plan = "print the changes nr.apply would make for the given NR config, changing nothing",
   remove = "remove the NR {net_id} with its WireGuard daemon and namespace ({dry_run = true}: the plan only)",
   list = "the NRs applied on this node and whether they are up",
+  failover = "store the daemon's failover choice {net_id, choice} and re-apply the NR with it",
   status = "WireGuard peers, links, addresses and routes of the NR {net_id}",
   check = "restart every NR whose WireGuard no longer answers, from its saved config; remove what an interrupted first apply left",
 }

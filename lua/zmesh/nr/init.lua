@@ -7,6 +7,7 @@ local desired = require "zmesh.nr.desired"
 local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
+local paths = require "zmesh.nr.paths"
 local reconcile = require "zmesh.reconcile"
 local uplink = require "zmesh.nr.uplink"
 
@@ -25,7 +26,7 @@ local function prepare(ctx, cfg)
   end
   for id, other in pairs(context.saved_nrs(ctx)) do
     if id ~= cfg.net_id and other.wireguard_listen_port == cfg.listen_port then
-      check.fail("wireguard_listen_port", cfg.listen_port, "already used by NR " .. id)
+      check.conflict("wireguard_listen_port", cfg.listen_port, "already used by NR " .. id)
     end
   end
   local ns = names.nr_ns(cfg.net_id)
@@ -46,7 +47,6 @@ local function prepare(ctx, cfg)
   end
   return {
     firewall = rules,
-    firewall_record = context.firewall_record(ctx, ns),
     uplink_addr = uplink_addr,
     private_key = key,
     public_key = public,
@@ -56,7 +56,10 @@ local function prepare(ctx, cfg)
 end
 
 local function desired_of(ctx, raw)
+  -- The peers' AllowedIPs as the daemon's last failover choice has them
+  -- (nothing stored: as rendered), so that no apply undoes a failover.
   local cfg = nr_config.validate(raw)
+  cfg = paths.resolve(cfg, paths.from_stored(context.choice(ctx, cfg.net_id)))
   local prep = prepare(ctx, cfg)
   return cfg, desired.nr(cfg, prep), { own_routes = desired.nr_owned_routes(cfg) }, prep
 end
@@ -87,7 +90,7 @@ function nr.removal(ctx, net_id)
     { kind = "netns", name = ns, veths_first = true, absent = true },
     { kind = "file", path = context.wg_log(ctx, net_id), absent = true },
   }
-  for _, path in ipairs({ context.firewall_record(ctx, ns), context.attachments_file(ctx, net_id),
+  for _, path in ipairs({ context.attachments_file(ctx, net_id), context.choice_file(ctx, net_id),
       context.nr_file(ctx, net_id) }) do
     want[#want + 1] = { kind = "file", path = path, absent = true }
     -- What a writer killed half-way left (core.fs.write's temporary).
@@ -147,6 +150,20 @@ function nr.apply(ctx, raw)
   end)
 end
 
+-- The daemon's failover: store CHOICE (zmesh.nr.paths, as stored) for
+-- NET_ID's NR and apply its stored config with it. Only AllowedIPs,
+-- keepalives and the default route change; the tunnel stays up.
+function nr.failover(ctx, net_id, choice)
+  check_net_id(net_id)
+  if type(choice) ~= "table" then check.fail("choice", choice, "must be an object") end
+  return lock.hold(ctx, function()
+    local raw = context.saved_nrs(ctx)[net_id]
+    if not raw then check.not_found("net_id", net_id, "no such NR on this node") end
+    context.save_choice(ctx, net_id, choice)
+    return nr.apply(ctx, raw)
+  end)
+end
+
 -- Every NR id this node has a trace of: saved configs, NR namespaces
 -- (live or dead names), WireGuard sockets and ndmz links. An interrupted
 -- first apply leaves traces without a saved config.
@@ -195,7 +212,7 @@ end
 function nr.status(ctx, net_id)
   if not names.valid_net_id(net_id) then check.fail("net_id", net_id, "must be 1..12 of a-z 0-9") end
   local ns = names.nr_ns(net_id)
-  if not core.netns.exists(ns) then error("no NR " .. net_id .. " on this node", 0) end
+  if not core.netns.exists(ns) then check.not_found("net_id", net_id, "no such NR on this node") end
   local dev, err = core.wg.get { ns = ns, name = names.wg_if(net_id) }
   local _ = ctx
   return { net_id = net_id, wireguard = dev or { error = err },

@@ -214,16 +214,35 @@ function Sim:node(spec)
   end
   local pid, mnt = self:spawn_holder(host)
   self.mnt_ids[mnt] = "the mount namespace of node " .. id
+  -- state_dir outside the node's /run, as on a real node: it survives a
+  -- simulated power loss (Sim:power_loss), /run does not.
+  local state_dir = self:state_root() .. "/" .. id
   local node = { id = id, host = host, pid = pid, mnt = mnt, hidden = spec.behind ~= nil,
     config_path = "/run/zmesh-node.json",
-    config = { node_id = id, uplink = uplink, state_dir = "/run/zmesh-state",
-      run_dir = "/run/zmesh", wireguard_backend = self.backend } }
+    config = { node_id = id, uplink = uplink, state_dir = state_dir,
+      run_dir = "/run/zmesh", wireguard_backend = self.backend,
+      reconcile_interval = spec.reconcile_interval } }
   -- Written through the holder's root: inside the node's private /run.
   must(core.fs.write("/proc/" .. pid .. "/root" .. node.config_path,
     json.encode(node.config, { pretty = true }), tonumber("644", 8)))
   self.nodes[id] = node
   self.order[#self.order + 1] = id
   return node
+end
+
+-- Where the nodes' state_dirs live on the machine: one directory of this
+-- run (removed by destroy).
+function Sim:state_root()
+  local dir = "/tmp/" .. self.prefix .. "state"
+  must(core.fs.mkdir(dir, tonumber("700", 8)))
+  return dir
+end
+
+-- Write the node config of ID again (after changing S.nodes[id].config).
+function Sim:write_config(id)
+  local node = self.nodes[id]
+  must(core.fs.write("/proc/" .. node.pid .. "/root" .. node.config_path,
+    json.encode(node.config, { pretty = true }), tonumber("644", 8)))
 end
 
 -- A shell command inside NODE (its mount and network namespaces).
@@ -403,6 +422,7 @@ function Sim:destroy()
   -- Deleting a name ends its processes too; anything that slipped in
   -- meanwhile ends here.
   self:end_processes()
+  os.execute("rm -rf " .. q("/tmp/" .. self.prefix .. "state"))
 end
 
 -- What is left of this run: named namespaces and processes (those of
@@ -416,7 +436,120 @@ function Sim:leftovers()
   for _, p in ipairs(self:processes()) do
     left[#left + 1] = "process " .. p.pid .. " (" .. p.comm .. ") in " .. p.where
   end
+  if core.fs.stat("/tmp/" .. self.prefix .. "state") then
+    left[#left + 1] = "directory /tmp/" .. self.prefix .. "state"
+  end
   return left
+end
+
+-- A power loss of node ID: every process of the node ends at once
+-- (SIGKILL), every namespace it had goes, its /run is emptied; its
+-- state_dir stays. Its NIC (the veth onto the Internet or the LAN) stays.
+function Sim:power_loss(id)
+  local node = assert(self.nodes[id], "unknown node " .. tostring(id))
+  self:learn_namespaces()
+  local inner = {}
+  local dir = "/proc/" .. node.pid .. "/root/run/netns"
+  local paths = {}
+  for _, name in ipairs(core.fs.list(dir) or {}) do paths[dir .. "/" .. name] = name end
+  for nsid in pairs(named_ids(paths)) do inner[nsid] = true end
+  -- The node's processes: in its mount namespace (not its holder), or in
+  -- one of its namespaces.
+  for _ = 1, 20 do
+    local victims = {}
+    for _, name in ipairs(core.fs.list("/proc") or {}) do
+      local pid = tonumber(name:match("^%d+$"))
+      if pid and pid ~= node.pid and (ns_id(pid, "mnt") == node.mnt or inner[ns_id(pid, "net") or ""]) then
+        victims[#victims + 1] = tostring(pid)
+      end
+    end
+    if #victims == 0 then break end
+    sh("kill -KILL " .. table.concat(victims, " ") .. " 2>/dev/null; sleep 0.05")
+  end
+  local out, ok = self:sh(id, "for n in $(ls /run/netns); do ip netns delete $n; done; "
+    .. "umount -l /run && mount -t tmpfs -o mode=0755 zmesh-sim /run && mkdir -p /run/netns /run/wireguard")
+  if not ok then error("power loss of " .. id .. ": " .. out, 0) end
+  self:write_config(id)
+end
+
+-- Start `zmesh daemon` in node ID, in the background (its log in the
+-- node's /run/zmesh-daemon.log), and wait until its socket answers.
+-- Returns its pid.
+function Sim:daemon_start(id, timeout)
+  local out, ok = self:sh(id, string.format(
+    "setsid %s daemon > /run/zmesh-daemon.log 2>&1 < /dev/null & echo $!", self.bin))
+  if not ok then error("daemon of " .. id .. ": " .. out, 0) end
+  local pid = tonumber(out:match("(%d+)%s*$"))
+  local deadline = sim.now() + (timeout or 10)
+  while sim.now() < deadline do
+    local status = self:api(id, "GET", "/v1/status")
+    if status then return pid end
+    sh("sleep 0.02")
+  end
+  error("the daemon of " .. id .. " did not answer: " .. (self:sh(id, "cat /run/zmesh-daemon.log")), 0)
+end
+
+-- Stop node ID's daemon with SIG (default TERM) and wait until it is gone.
+function Sim:daemon_stop(id, sig, pid)
+  pid = pid or tonumber((self:sh(id, "pgrep -o -f '^" .. self.bin .. " daemon$'")))
+  if not pid then return end
+  sh("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
+  for _ = 1, 500 do
+    if not ns_id(pid, "mnt") then break end
+    sh("sleep 0.01")
+  end
+end
+
+-- An HTTP request to node ID's daemon with curl(1) over its unix socket
+-- (what an operator or provisioning would do): status, decoded body (or
+-- the text when it is not JSON); nil and a message when nobody answers.
+function Sim:api(id, method, path, body)
+  local node = self.nodes[id]
+  local socket = node.config.socket or "/run/zmesh/zmesh.sock"
+  local cmd = string.format("curl -s -S -o /run/curl.out -w '%%{http_code}' -X %s --unix-socket %s %s",
+    method, q(socket), q("http://zmesh" .. path))
+  if body then
+    -- An empty table is an object here (`{}` alone would encode as []).
+    if type(body) == "table" and next(body) == nil and getmetatable(body) == nil then
+      body = json.object()
+    end
+    must(core.fs.write("/proc/" .. node.pid .. "/root/run/curl.in",
+      type(body) == "string" and body or json.encode(body), tonumber("600", 8)))
+    cmd = cmd .. " -H 'Content-Type: application/json' --data-binary @/run/curl.in"
+  end
+  local code, ok = self:sh(id, cmd)
+  if not ok or not code:match("^%d+$") or code == "000" then return nil, code end
+  local text = self:sh(id, "cat /run/curl.out")
+  local v = json.decode(text)
+  return tonumber(code), v == nil and text or v
+end
+
+-- Node ID's cable pulled (or put back, UP = true): its NIC's far end
+-- (on the Internet bridge, or on its NAT router's LAN) goes down. The node
+-- keeps running, unreachable: what the rest of the mesh sees of a dead node.
+function Sim:cable(id, up)
+  local node = assert(self.nodes[id], "unknown node " .. tostring(id))
+  local ns, port = self.inet, "i-" .. id
+  if node.hidden then
+    for _, r in pairs(self.routers) do
+      if core.link.get(r.ns, "l-" .. id) then ns, port = r.ns, "l-" .. id end
+    end
+  end
+  must(core.link.set { ns = ns, name = port, up = up and true or false })
+end
+
+-- nft rules in NAT router TAG's own table "fault" (created on first use):
+-- RULES (nft syntax) in a forward chain, e.g. "ip daddr 203.0.113.11 drop"
+-- or "numgen random mod 10 < 3 drop"; nil removes the table.
+function Sim:router_fault(tag, rules)
+  local r = assert(self.routers[tag], "unknown router " .. tostring(tag))
+  local script = "table inet fault\ndelete table inet fault\n"
+  if rules then
+    script = script .. "table inet fault {\n  chain forward { type filter hook forward priority -10; policy accept;\n"
+      .. rules .. "\n  }\n}\n"
+  end
+  local out, ok = sh("printf '%s' " .. q(script) .. " | ip netns exec " .. r.ns .. " nft -f -")
+  if not ok then error("router " .. tag .. " fault: " .. out, 0) end
 end
 
 return sim
