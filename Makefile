@@ -9,14 +9,16 @@ CC         ?= cc
 
 # Debian packages to build, test and run; --no-install-recommends keeps
 # wireguard-tools from pulling in a kernel image.
-DEB_PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libnl-3-dev \
-	libnl-route-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
+DEB_PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libmnl-dev libnftnl-dev \
 	libsodium-dev lua-busted lua-cjson wireguard-go wireguard-tools \
-	nftables iproute2 iputils-ping iperf3 util-linux procps python3
+	nftables iproute2 iputils-ping iperf3 util-linux procps python3 \
+	libmicrohttpd-dev libcurl4-openssl-dev lua-luv curl \
+	libnats-dev nats-server
 
 include tests/vm/vm.mk
 
-LIBPKGS := libnl-3.0 libnl-route-3.0 libnl-genl-3.0 libmnl libnftnl libsodium
+LIBPKGS := libmnl libnftnl libsodium \
+	libmicrohttpd libcurl libnats
 
 ifeq ($(V),1)
 Q :=
@@ -120,12 +122,17 @@ bench: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zmesh/lua/zmesh \
-		$(DESTDIR)$(PREFIX)/share/zmesh/policies
+		$(DESTDIR)$(PREFIX)/share/zmesh/policies $(DESTDIR)$(PREFIX)/lib/systemd/system \
+		$(DESTDIR)$(PREFIX)/share/doc/zmesh
 	install -m 0755 $(HOST) $(DESTDIR)$(PREFIX)/bin/zmesh
 	cp -R lua/zmesh/. $(DESTDIR)$(PREFIX)/share/zmesh/lua/zmesh/
 	install -m 0644 policies/*.lua $(DESTDIR)$(PREFIX)/share/zmesh/policies/
 	install -d $(DESTDIR)$(PREFIX)/lib/lua/5.4/zmesh
 	install -m 0755 $(MODULE) $(DESTDIR)$(PREFIX)/lib/lua/5.4/zmesh/core.so
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/zmesh/README.md
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/zmesh|g' \
+		examples/systemd/zmesh.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/zmesh.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/zmesh.service
 
 clean:
 	rm -rf build build-asan

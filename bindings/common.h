@@ -51,6 +51,19 @@ int zm_opt_ns(lua_State *L, int idx, const char *key, struct zm_ns **ns,
 	      bool *owned);
 void zm_ns_release(struct zm_ns *ns, bool owned);
 
+/*
+ * core.contract: the option fields each function accepts, as data, from
+ * the very arrays zm_check_fields() checks, so that a Lua fake core can
+ * check the same lists. Each area registers its own (NULL-name ended).
+ */
+struct zm_contract {
+	const char *name;		/* "link.veth", "wg.set peers[]" */
+	const char *const *fields;	/* NULL-ended */
+};
+void zm_contract_add(lua_State *L, const struct zm_contract *c);
+/* Push the table of everything registered so far. */
+void zm_push_contract(lua_State *L);
+
 /* Area openers, each pushes its sub-table. */
 void zm_open_netns(lua_State *L);
 void zm_open_link(lua_State *L);
@@ -61,6 +74,9 @@ void zm_open_key(lua_State *L);
 void zm_open_wg(lua_State *L);
 void zm_open_fs(lua_State *L);
 void zm_open_nft(lua_State *L);
+void zm_open_http(lua_State *L);
+void zm_open_probe(lua_State *L);
+void zm_open_nats(lua_State *L);
 
 int luaopen_zmesh_core(lua_State *L);
 

@@ -21,6 +21,9 @@ static const struct area areas[] = {
 	{ "wg", zm_open_wg },
 	{ "fs", zm_open_fs },
 	{ "nft", zm_open_nft },
+	{ "http", zm_open_http },
+	{ "probe", zm_open_probe },
+	{ "nats", zm_open_nats },
 	{ NULL, NULL },
 };
 
@@ -35,5 +38,7 @@ int luaopen_zmesh_core(lua_State *L)
 	}
 	lua_pushliteral(L, ZM_VERSION);
 	lua_setfield(L, -2, "version");
+	zm_push_contract(L);
+	lua_setfield(L, -2, "contract");
 	return 1;
 }

@@ -10,7 +10,8 @@ local function out(...) io.stdout:write(...) end
 local function show_text(s)
   out(string.format("network %s (net_id %s): %s%s\n", s.name, s.net_id, s.ip_range,
     s.ipv6_range and (" " .. s.ipv6_range) or ""))
-  out("exit: ", s.exit and (s.exit .. " (sole exit)") or "local breakout on every NR", "\n")
+  out("exit: ", s.exit and (s.exit .. " (sole exit)" .. (#s.exits > 1 and
+    (", then " .. table.concat(s.exits, ", ", 2)) or "")) or "local breakout on every NR", "\n")
   if s.problem then out("problem: ", s.problem, "\n") end
   out(string.format("%-16s %-7s %-18s %-6s %s\n", "NODE", "ROLE", "SUBNET", "PORT", "AGGREGATORS / SERVES"))
   for _, n in ipairs(s.nodes) do
@@ -26,6 +27,82 @@ end
 
 local function print_json(v) out(json.encode(v, { pretty = true }), "\n") end
 
+-- The options of the subcommands that talk to the fleet's NATS servers.
+local NATS_OPTIONS = { ["--nats"] = "nats", ["--nkey"] = "nkey", ["--creds"] = "creds",
+  ["--bucket"] = "bucket", ["--timeout"] = "timeout" }
+local NATS_HELP = [[
+NATS: --nats URL (repeatable, or comma-separated: any servers of the
+cluster), the tool's credentials --nkey SEED_FILE or --creds FILE (else
+$ZMESH_NATS_NKEY or $ZMESH_NATS_CREDS), --bucket NAME (default zmesh),
+--timeout SECONDS: how long to wait for the cluster in all (default 30;
+while a lost server's place is taken, JetStream answers again within
+seconds).]]
+
+local function with(options, extra)
+  local out = {}
+  for k, v in pairs(options) do out[k] = v end
+  for k, v in pairs(extra or {}) do out[k] = v end
+  return out
+end
+
+-- P without the NATS parameters (for an entry point that takes none).
+local function nats_of(p)
+  local n, rest = {}, {}
+  for k, v in pairs(p) do
+    if k == "nats" or k == "nkey" or k == "creds" or k == "bucket" or k == "timeout" then n[k] = v else rest[k] = v end
+  end
+  if n.timeout then n.timeout = tonumber(n.timeout) end
+  return n, rest
+end
+
+local function mark(v) return math.type(v) == "float" and string.format("%.2f", v) or tostring(v) end
+
+local function check_text(r)
+  out(string.format("network %s (net_id %s): generation %s published (%s), bucket %s\n", r.network, r.net_id,
+    tostring(r.generation), tostring(r.state), r.bucket))
+  out(string.format("%-14s %-5s %-8s %-6s %-12s %-10s %s\n", "NODE", "GEN", "RESULT", "AGE", "AGGREGATOR", "EXIT",
+    "PEERS (handshake age)"))
+  local ids = {}
+  for _, n in ipairs(r.nodes) do
+    ids[#ids + 1] = n.node_id
+    local peers = {}
+    for _, p in ipairs(type(n.peers) == "table" and n.peers or {}) do
+      peers[#peers + 1] = string.format("%s %s", tostring(p.node_id), p.handshake_age ~= json.null
+        and (tostring(p.handshake_age) .. "s") or "never")
+    end
+    local function v(x) return (x == nil or x == json.null) and "-" or tostring(x) end
+    out(string.format("%-14s %-5s %-8s %-6s %-12s %-10s %s\n", n.node_id, v(n.generation), v(n.result),
+      n.age and n.age ~= json.null and (tostring(n.age) .. "s") or "-", v(n.aggregator), v(n.exit),
+      table.concat(peers, ", ")))
+  end
+  local cell = {}
+  for _, c in ipairs(r.pairs) do
+    local text
+    if c.reachable == true then
+      text = (c.rtt_ms and (mark(c.rtt_ms) .. "ms") or "ok") .. " " .. (c.path and c.path ~= json.null and
+        tostring(c.path) or "")
+    elseif c.reachable == false then
+      text = "UNREACHABLE"
+    else
+      text = "?"
+    end
+    cell[c.from .. " " .. c.to] = text
+  end
+  out("\nreachability (row to column: round trip, path):\n")
+  local w = 12
+  for _, c in ipairs(r.pairs) do w = math.max(w, #cell[c.from .. " " .. c.to] + 1) end
+  local head = { string.format("%-14s", "") }
+  for _, id in ipairs(ids) do head[#head + 1] = string.format("%-" .. w .. "s", id) end
+  out(table.concat(head), "\n")
+  for _, a in ipairs(ids) do
+    local row = { string.format("%-14s", a) }
+    for _, b in ipairs(ids) do row[#row + 1] = string.format("%-" .. w .. "s", a == b and "-" or cell[a .. " " .. b]) end
+    out(table.concat(row), "\n")
+  end
+  out(string.format("\n%d of %d pairs reachable\n", r.reachable, r.total))
+  for _, p in ipairs(r.problems) do out("problem: ", p, "\n") end
+end
+
 -- name, positional parameters, options (flag → param, and whether it
 -- takes a value), help text, and how to print the result.
 local subcommands = {
@@ -39,9 +116,20 @@ and optionally an IPv6 prefix (/64 or larger) for the NRs' /64s. NET_ID
 is chosen when absent. Refuses to overwrite an existing file.]],
     print = function(r) out("created network ", r.name, " (net_id ", r.net_id, ")\n") end },
   { name = "add-node", summary = "add a node from its facts (optional fixed subnet and port)", args = { "file", "facts_file" },
-    options = { ["--subnet"] = "subnet", ["--ipv6-subnet"] = "ipv6_subnet", ["--port"] = "port",
-      ["--update"] = true },
-    usage = "FILE FACTS.json|- [--subnet CIDR] [--ipv6-subnet CIDR] [--port N] [--update]",
+    options = with({ ["--subnet"] = "subnet", ["--ipv6-subnet"] = "ipv6_subnet", ["--port"] = "port",
+      ["--update"] = true }, NATS_OPTIONS), lists = { nats = true },
+    usage = "FILE FACTS.json|- [--subnet CIDR] [--ipv6-subnet CIDR] [--port N] [--update] | FILE --nats URL… NODE_ID",
+    -- --nats: the positional is a node id, its facts come from the bucket.
+    call = function(p)
+      local n, rest = nats_of(p)
+      if n.nats then
+        n.file, n.node = p.file, p.facts_file
+        rest.facts, rest.facts_file = entries["nats-facts"](n), nil
+      elseif next(n) then
+        error("--nkey, --creds, --bucket and --timeout go with --nats", 0)
+      end
+      return entries["add-node"](rest)
+    end,
     help = [[Adds a node to the network from its facts (what `zmesh node facts` prints
 on that node; - reads standard input). The NR gets a /24 (and /64) from the
 subnet policy unless fixed with --subnet/--ipv6-subnet, a listen port from
@@ -49,7 +137,11 @@ the node's range unless fixed with --port, and a new key pair: the private
 key is sealed to the node's public key and never shown. --update refreshes
 the facts of a node already in the network; it keeps its subnet and port,
 and gets a new key pair when its node key changed. The file records each
-hidden NR's aggregators, so that a new node never moves them.]],
+hidden NR's aggregators, so that a new node never moves them.
+With --nats, the second argument is a node id and its facts are the ones
+its daemon published in the fleet's bucket (facts.NODE_ID).
+
+]] .. NATS_HELP,
     print = function(r)
       out(string.format("added %s: subnet %s%s, port %d\n", r.node_id, r.subnet,
         r.ipv6_subnet and (" " .. r.ipv6_subnet) or "", r.wireguard_listen_port))
@@ -65,14 +157,27 @@ removed (add them again).]],
       out("removed ", r.removed, "\n")
       for _, n in ipairs(r.notes) do out("note: ", n, "\n") end
     end },
-  { name = "set-exit", summary = "make one NR the sole Internet exit, or none", args = { "file", "node" },
-    usage = "FILE NODE|none",
-    help = [[Makes NODE's NR the sole Internet exit of the network: every other NR
+  { name = "set-exit", summary = "name the network's Internet exit and its fallbacks, or none",
+    args = { "file", "nodes" }, rest = true,
+    usage = "FILE NODE [NODE…] | FILE none",
+    help = [[Makes the first NODE's NR the network's sole Internet exit: every other NR
 sends 0.0.0.0/0 and ::/0 through the mesh to it, and it masquerades the
-network's traffic out of its node. "none" returns to local breakout.]],
-    params = function(p) if p.node == "none" then p.node = nil end end,
+network's traffic out of its node. Further NODEs are exit candidates in
+order: when the exit in use stops carrying traffic to the Internet (each
+candidate pings the failover policy's internet targets through its own
+uplink), every NR's daemon moves to the next candidate that does, and back
+per the policy. "none" returns to local breakout.]],
+    params = function(p)
+      p.node = p.nodes
+      p.nodes = nil
+      if #p.node == 1 and p.node[1] == "none" then p.node = nil end
+    end,
     print = function(r)
-      out(r.exit ~= json.null and ("sole exit: " .. r.exit) or "no sole exit: local breakout", "\n")
+      if r.exit == json.null then
+        out("no sole exit: local breakout\n")
+      else
+        out("sole exit: ", r.exit, #r.exits > 1 and (" (then " .. table.concat(r.exits, ", ", 2) .. ")") or "", "\n")
+      end
     end },
   { name = "add-access", summary = "add an external device; prints its wg-quick config", args = { "file", "name" },
     options = { ["--via"] = "via" },
@@ -120,12 +225,103 @@ exit route. --all prints every node's, as an object keyed by node id.]],
     print = function(r)
       if r.text then out(r.text, "\n") else print_json(r) end
     end },
-  { name = "graph", summary = "print the topology as Graphviz DOT", args = { "file" },
-    usage = "FILE",
+  { name = "graph", summary = "print the topology as Graphviz DOT (--nats: the live edges)", args = { "file" },
+    options = NATS_OPTIONS, lists = { nats = true },
+    usage = "FILE [--nats URL…]",
     help = [[Prints the topology as Graphviz DOT (e.g. | dot -Tsvg > net.svg): public
 NRs as boxes, aggregators with a double border, hidden NRs dashed, bold
-links to primary aggregators, dotted to backups, the exit in red.]],
+links to primary aggregators, dotted to backups, the exit in red.
+With --nats, the edges are the live ones instead, from the status the
+nodes published: one per pair of WireGuard peers, green with the age of
+the last handshake and the bytes received and sent, red and dashed when
+there was no handshake for 180 s.
+
+]] .. NATS_HELP,
+    call = function(p)
+      local n, rest = nats_of(p)
+      if n.nats then
+        n.file, n.policy_dir = p.file, p.policy_dir
+        return entries["graph-live"](n)
+      end
+      return entries.graph(rest)
+    end,
     print = function(r) out(r.dot) end },
+  { name = "publish", summary = "write every node's NR config to the fleet's NATS bucket", args = { "file" },
+    options = with(NATS_OPTIONS, { ["--force"] = true, ["--replicas"] = "replicas" }), lists = { nats = true },
+    usage = "FILE --nats URL… [--nkey SEED] [--force] [--replicas N]",
+    help = [[Renders every node's NR config and writes it to the fleet's JetStream
+key-value bucket, key nr.NODE_ID.NET_ID, with the network's next
+generation in it; the keys of nodes no longer in the network get a
+delete marker. Each node's daemon (node config `control`) applies its
+own keys as they change. The bucket is made when missing (three
+replicas, or one on a single server; --replicas N).
+Compare-and-set on the network key (net.NET_ID): when someone else
+published since FILE was last published, or publishes at the same time,
+this publish stops with a conflict (exit status 1) and writes nothing of
+its own; --force publishes over a newer generation. FILE records the
+generation it was published at.
+
+]] .. NATS_HELP,
+    call = function(p)
+      if p.timeout then p.timeout = tonumber(p.timeout) end
+      if p.replicas then p.replicas = math.tointeger(tonumber(p.replicas)) end
+      return entries.publish(p)
+    end,
+    print = function(r)
+      out(string.format("published network %s generation %d: %d NR configs written, %d removed (bucket %s%s)\n",
+        r.network, r.generation, r.written, r.deleted, r.bucket,
+        r.bucket_made and string.format(", made with %d replicas", r.replicas) or ""))
+    end },
+  { name = "check", summary = "the fleet-wide matrix of every NR pair, from the published status", args = { "file" },
+    options = with(NATS_OPTIONS, { ["--json"] = true }), lists = { nats = true },
+    usage = "FILE --nats URL… [--json]",
+    help = [[Reads the status every node's daemon published (status.NODE_ID.NET_ID) and
+shows, per node, the generation it applied, the result of its last
+apply, its WireGuard peers with handshake ages, the aggregator and exit
+in use; then the matrix of every NR pair: reachable, round trip and path
+(direct, or via which peer), as measured by the nodes. Exit status 0
+when every node applied the published generation and every pair is
+reachable, 1 otherwise (the problems listed).
+
+]] .. NATS_HELP,
+    call = function(p)
+      if p.timeout then p.timeout = tonumber(p.timeout) end
+      return entries.check(p)
+    end,
+    print = function(r, p)
+      if p.json then print_json(r) else check_text(r) end
+      return r.ok and 0 or 1
+    end },
+  { name = "nats-config", summary = "NATS server configs and node nkeys for a fleet's cluster", args = { "files" },
+    rest = true,
+    options = { ["--server"] = "servers", ["--out"] = "out", ["--node"] = "nodes", ["--bucket"] = "bucket",
+      ["--store-dir"] = "store_dir", ["--cluster"] = "cluster" },
+    lists = { servers = true, nodes = true },
+    usage = "FILE… --server NAME=HOST[:PORT[:CLUSTER_PORT]]… --out DIR [--node ID]… [--bucket NAME] [--store-dir DIR]",
+    help = [[Writes the configuration of every NATS server of the fleet's cluster into
+DIR (DIR/NAME.conf, mode 0600), from the network files: JetStream with
+file storage (STORE_DIR/NAME, default /var/lib/nats/NAME), cluster routes
+between the servers (authenticated with DIR/route.secret), and one
+account with one nkey user per node of the networks (and per --node ID,
+for nodes about to join) plus one for this tool. A node's user may read
+only its own nr.NODE_ID.> keys and write only its own status and facts
+keys. The nkey seeds are made once in DIR/nkeys/ (mode 0600):
+NODE_ID.nk goes to that node (node config control.nkey), admin.nk is the
+tool's (--nkey). Running it again keeps existing seeds and the route
+secret, so servers reload it (SIGHUP) without losing anyone.
+Run each server with `nats-server -c DIR/NAME.conf`; three servers keep
+the bucket (three replicas) available when one is lost.]],
+    params = function(p)
+      local files = p.files or {}
+      p.file, p.files = files[1], table.move(files, 2, #files, 1, {})
+      if #p.files == 0 then p.files = nil end
+    end,
+    print = function(r)
+      for _, f in ipairs(r.files) do out("wrote ", f, "\n") end
+      for _, f in ipairs(r.seeds_made) do out("made nkey seed ", f, "\n") end
+      out(string.format("%d node users; servers: %s; the tool's seed: %s\n", #r.nodes, table.concat(r.urls, ","),
+        r.admin_seed))
+    end },
 }
 
 local function find(name)
@@ -159,7 +355,12 @@ local function parse(s, args)
         p.all = true
       else
         if not args[i + 1] then return nil, a .. " needs a value" end
-        p[param] = args[i + 1]
+        if s.lists and s.lists[param] then
+          p[param] = p[param] or {}
+          table.insert(p[param], args[i + 1])
+        else
+          p[param] = args[i + 1]
+        end
         i = i + 1
       end
     else
@@ -170,10 +371,12 @@ local function parse(s, args)
   if #policy_dirs > 0 then p.policy_dir = policy_dirs end
   local want = s.args
   if p.all then want = { "file" } end
-  if #pos ~= #want then
+  -- s.rest: the last positional takes one or more words, as a list.
+  if #pos ~= #want and not (s.rest and #pos > #want) then
     return nil, string.format("%s takes %s (see zmesh net %s --help)", s.name, s.usage, s.name)
   end
   for k, name in ipairs(want) do p[name] = pos[k] end
+  if s.rest then p[want[#want]] = table.move(pos, #want, #pos, 1, {}) end
   return p
 end
 
@@ -228,8 +431,8 @@ local function run(args)
     io.stderr:write("zmesh net ", s.name, ": ", tostring(result), "\n")
     return 1
   end
-  s.print(result, { json = show_json })
-  return 0
+  local code = s.print(result, { json = show_json })
+  return math.type(code) == "integer" and code or 0
 end
 
 return {

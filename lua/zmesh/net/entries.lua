@@ -3,6 +3,7 @@
 -- file back (atomically) when it changed it, and returns a result table.
 -- "policy_dir" (a directory or a list) is searched for policies first.
 local json = require "zmesh.json"
+local model = require "zmesh.net.model"
 local net = require "zmesh.net"
 local validate = require "zmesh.net.validate"
 
@@ -36,13 +37,18 @@ entries.describe = {
   new = "create a network file: name, ip_range, ipv6_range?, net_id?",
   ["add-node"] = "add a node from its facts (facts or facts_file); subnet?, ipv6_subnet?, port?, update?",
   ["remove-node"] = "remove node NODE; re-rendering moves what it served",
-  ["set-exit"] = "make node NODE the sole Internet exit (null or \"none\": local breakout)",
+  ["set-exit"] = "make node NODE the sole Internet exit, or a list: the exit then its fallbacks (null or \"none\": local breakout)",
   ["add-access"] = "add an external device NAME (via?); returns its wg-quick config",
   ["remove-access"] = "remove external device NAME",
   show = "the network: nodes, roles, aggregators, exit, devices",
   validate = "check the network file and every NR's render",
   render = "the NR config of node NODE (or all = true: every node's)",
   graph = "the topology as Graphviz DOT",
+  publish = "write every node's NR config to the fleet's NATS bucket (nats, nkey?, bucket?, force?, replicas?)",
+  check = "the fleet-wide matrix of every NR pair from the status the nodes published (nats, …)",
+  ["graph-live"] = "the topology as Graphviz DOT with the live WireGuard edges the nodes published (nats, …)",
+  ["nats-facts"] = "node NODE's facts, as it published them in the bucket (nats, …)",
+  ["nats-config"] = "the NATS servers' configuration and the nkeys for the nodes of file (and files?): servers, out, nodes?",
 }
 
 entries.new = function(p)
@@ -81,13 +87,21 @@ entries["remove-node"] = function(p)
   return { removed = p.node, notes = json.array(notes) }
 end
 
+-- {file, node}: node is one id, a list of ids (the exit, then its
+-- fallbacks in order), or null / "none".
 entries["set-exit"] = function(p)
   local opts = check(p, { node = true })
-  local id = p.node
-  if id == json.null then id = nil end
-  local n = net.set_exit(net.load(p.file), text("node", id, true), opts)
+  local ids = p.node
+  if ids == json.null or ids == "none" then ids = nil end
+  if type(ids) == "string" then ids = { ids } end
+  if ids ~= nil then
+    if type(ids) ~= "table" then validate.fail("node", ids, "must be a node id or a list of them") end
+    for i, id in ipairs(ids) do text(string.format("node[%d]", i), id) end
+  end
+  local n = net.set_exit(net.load(p.file), ids, opts)
   net.save(n, p.file)
-  return { exit = n.exit or json.null }
+  local exits = model.exits(n)
+  return { exit = exits[1] or json.null, exits = json.array(exits) }
 end
 
 entries["add-access"] = function(p)
@@ -138,6 +152,74 @@ end
 entries.graph = function(p)
   local opts = check(p, {})
   return { dot = net.graph(net.load(p.file), opts) }
+end
+
+-- ---- the fleet's control plane (NATS JetStream, zmesh.control) ----
+
+local fleet_params = require("zmesh.control.fleet").PARAMS
+
+local function with_nats(extra)
+  local known = {}
+  for k in pairs(fleet_params) do known[k] = true end
+  for _, k in ipairs(extra or {}) do known[k] = true end
+  return known
+end
+
+local function nats_params(p)
+  if p.nats == nil then validate.fail("nats", nil, "needs the NATS URLs (nats://HOST[:PORT], a list or comma-separated)") end
+  for _, k in ipairs({ "nkey", "creds", "user", "password_file", "bucket" }) do text(k, p[k], true) end
+  if p.timeout ~= nil and type(p.timeout) ~= "number" then validate.fail("timeout", p.timeout, "must be seconds") end
+end
+
+entries.publish = function(p)
+  local opts = check(p, with_nats({ "force", "replicas" }))
+  nats_params(p)
+  if p.replicas ~= nil and (math.type(p.replicas) ~= "integer" or p.replicas < 1 or p.replicas > 5) then
+    validate.fail("replicas", p.replicas, "must be 1..5")
+  end
+  local q = {}
+  for k, v in pairs(p) do q[k] = v end
+  q.policy_dir, q.force = opts.policy_dir, p.force == true
+  return require("zmesh.net.publish").run(q)
+end
+
+entries.check = function(p)
+  check(p, with_nats())
+  nats_params(p)
+  return require("zmesh.control.fleet").check(net.load(p.file), p)
+end
+
+entries["graph-live"] = function(p)
+  check(p, with_nats())
+  nats_params(p)
+  return { dot = require("zmesh.control.fleet").graph(net.load(p.file), p) }
+end
+
+entries["nats-facts"] = function(p)
+  check(p, with_nats({ "node" }))
+  nats_params(p)
+  return require("zmesh.control.fleet").facts(p, text("node", p.node))
+end
+
+entries["nats-config"] = function(p)
+  check(p, { files = true, servers = true, out = true, nodes = true, bucket = true, store_dir = true,
+    cluster = true })
+  local files = { p.file }
+  if p.files ~= nil then
+    if type(p.files) ~= "table" then validate.fail("files", p.files, "must be a list of network files") end
+    for i, f in ipairs(p.files) do files[#files + 1] = text(string.format("files[%d]", i), f) end
+  end
+  local networks = {}
+  for i, f in ipairs(files) do networks[i] = net.load(f) end
+  if type(p.servers) ~= "table" or #p.servers == 0 then
+    validate.fail("servers", p.servers, "must list the servers, NAME=HOST[:PORT[:CLUSTER_PORT]]")
+  end
+  local res = require("zmesh.control.serverconf").generate({ networks = networks, sources = files,
+    nodes = p.nodes, servers = p.servers, out = text("out", p.out), bucket = text("bucket", p.bucket, true),
+    store_dir = text("store_dir", p.store_dir, true), cluster = text("cluster", p.cluster, true) })
+  res.files, res.seeds_made, res.nodes, res.urls = json.array(res.files), json.array(res.seeds_made),
+    json.array(res.nodes), json.array(res.urls)
+  return res
 end
 
 return entries

@@ -109,19 +109,123 @@ local function check_subnet6(c, range6, range6_text)
   return text
 end
 
+-- A node id in the failover facts: a node, or a device ("access:NAME").
+local function fo_id(v, field)
+  if type(v) == "string" and v:match("^access:[A-Za-z0-9][A-Za-z0-9_.-]*$") and #v <= 71 then return v end
+  return check.node_id(v, field)
+end
+
+local function fo_ids(t, field, path, optional)
+  local list = check.array(check.at(t, path), field, optional, "node ids")
+  if list == nil then return nil end
+  local out, seen = {}, {}
+  for i, id in ipairs(list) do
+    local f = string.format("%s.%s[%d]", path, field, i)
+    out[i] = fo_id(id, f)
+    if seen[id] then check.fail(f, id, "is listed twice") end
+    seen[id] = true
+  end
+  return out
+end
+
+local function fo_prefixes(t, field, path)
+  local out = {}
+  for i, a in ipairs(check.array(check.at(t, path), field, false, "prefixes")) do
+    out[i] = check.prefix(a, string.format("%s.%s[%d]", path, field, i))
+  end
+  return out
+end
+
+-- The failover facts the network tool renders (zmesh.nr.paths uses
+-- them): every id they name must be known, every prefix well formed,
+-- no two nodes owning overlapping prefixes.
+local function check_failover(c, me)
+  local f = c.failover
+  if not check.is_object(f) then check.fail("failover", f, "must be an object") end
+  local at = check.at(f, "failover")
+  check.known_fields(at, { "role", "keepalive", "exits", "internet_targets", "aggregators", "range",
+    "hidden", "nodes" })
+  local out = {}
+  out.role = check.oneof(at, "role", { "public", "hidden" })
+  out.keepalive = check.integer(at, "keepalive", 0, 65535, true)
+  out.exits = fo_ids(f, "exits", "failover", true)
+  if f.internet_targets ~= nil then
+    out.internet_targets = {}
+    for i, a in ipairs(check.array(at, "internet_targets", false, "addresses")) do
+      out.internet_targets[i] = check.address(a, string.format("failover.internet_targets[%d]", i), 4)
+    end
+  end
+  out.nodes = {}
+  local prefixes, owner = {}, {}
+  for id, n in pairs(check.object(at, "nodes")) do
+    local path = "failover.nodes[" .. tostring(id) .. "]"
+    fo_id(id, "failover.nodes")
+    if type(n) ~= "table" then check.fail(path, n, "must be an object") end
+    local nat = check.at(n, path)
+    check.known_fields(nat, { "mesh", "owned", "aggregators", "device" })
+    local node = { owned = fo_prefixes(n, "owned", path), aggregators = fo_ids(n, "aggregators", path, true),
+      device = check.boolean(nat, "device", true) }
+    if n.mesh ~= nil then
+      local text, a = check.address(n.mesh, path .. ".mesh", 4)
+      if not ip.contains(CGNAT, a) then check.fail(path .. ".mesh", text, "is not a mesh address (100.64.0.0/10)") end
+      node.mesh = text
+    elseif not node.device then
+      check.fail(path .. ".mesh", nil, "missing (only a device has none)")
+    end
+    for k, p in ipairs(node.owned) do
+      prefixes[#prefixes + 1] = ip.parse_cidr(p)
+      owner[#owner + 1] = { id = id, text = p, k = k }
+    end
+    out.nodes[id] = node
+  end
+  local later, earlier = ip.first_overlap(prefixes)
+  if later then
+    local a, b = owner[later], owner[earlier]
+    check.fail(string.format("failover.nodes[%s].owned[%d]", a.id, a.k), a.text,
+      string.format("overlaps %s of node %s", b.text, b.id))
+  end
+  local function known(id, field)
+    if id ~= me and not out.nodes[id] then check.fail(field, id, "is not in failover.nodes") end
+  end
+  for i, id in ipairs(out.exits or {}) do known(id, string.format("failover.exits[%d]", i)) end
+  for id, n in pairs(out.nodes) do
+    for i, a in ipairs(n.aggregators or {}) do
+      known(a, string.format("failover.nodes[%s].aggregators[%d]", id, i))
+    end
+  end
+  if out.role == "hidden" then
+    out.aggregators = fo_ids(f, "aggregators", "failover")
+    if #out.aggregators == 0 then check.fail("failover.aggregators", nil, "a hidden NR needs one") end
+    for i, a in ipairs(out.aggregators) do known(a, string.format("failover.aggregators[%d]", i)) end
+    out.range = fo_prefixes(f, "range", "failover")
+  else
+    out.hidden = fo_ids(f, "hidden", "failover", true) or {}
+    for i, h in ipairs(out.hidden) do
+      local f = string.format("failover.hidden[%d]", i)
+      known(h, f)
+      if h ~= me and not out.nodes[h].aggregators then check.fail(f, h, "has no aggregators in failover.nodes") end
+    end
+  end
+  return out
+end
+
 -- Validate a decoded NR config; returns a normalised copy. The sealed
 -- private key is kept as is (it opens only with the node's key).
 function config.validate(c)
   if not check.is_object(c) then error("NR config must be a JSON object", 0) end
   check.known_fields(c, { "net_id", "network", "node_id", "ip_range", "subnet",
     "ipv6_range", "ipv6_subnet", "wireguard_private_key", "wireguard_public_key",
-    "wireguard_listen_port", "mesh_address", "exit", "exit_for_network", "peers" })
+    "wireguard_listen_port", "mesh_address", "exit", "exit_for_network", "peers", "failover",
+    "generation" })
   local out = {}
   out.net_id = check.string(c, "net_id")
   if not names.valid_net_id(out.net_id) then
     check.fail("net_id", out.net_id, "must be 1..12 of a-z 0-9")
   end
   out.network = check.string(c, "network", true)
+  -- The network's generation, as published (zmesh net publish): the node
+  -- reports the one it applied.
+  out.generation = check.integer(c, "generation", 0, 2 ^ 53, true)
   if c.node_id ~= nil then out.node_id = check.node_id(c.node_id, "node_id") end
   local range_text, range = check.prefix(check.string(c, "ip_range"), "ip_range", 4)
   if ip.overlaps(range, CGNAT) then
@@ -189,6 +293,10 @@ function config.validate(c)
   end
   if out.exit == "mesh" and not has_default then
     check.fail("exit", "mesh", "no peer carries 0.0.0.0/0 (the sole exit's peer must)")
+  end
+  if c.failover ~= nil then
+    if out.node_id == nil then check.fail("node_id", nil, "missing (the failover facts need it)") end
+    out.failover = check_failover(c, out.node_id)
   end
   return out
 end
