@@ -159,14 +159,16 @@ removed (add them again).]],
     end },
   { name = "set-exit", summary = "name the network's Internet exit and its fallbacks, or none",
     args = { "file", "nodes" }, rest = true,
-    usage = "FILE NODE [NODE…] | FILE none",
+    options = { ["--probe"] = "probe" }, lists = { probe = true },
+    usage = "FILE NODE [NODE…] [--probe ADDRESS]… | FILE none",
     help = [[Makes the first NODE's NR the network's sole Internet exit: every other NR
 sends 0.0.0.0/0 and ::/0 through the mesh to it, and it masquerades the
 network's traffic out of its node. Further NODEs are exit candidates in
 order: when the exit in use stops carrying traffic to the Internet (each
-candidate pings the failover policy's internet targets through its own
-uplink), every NR's daemon moves to the next candidate that does, and back
-per the policy. "none" returns to local breakout.]],
+candidate pings the network's --probe addresses, else the failover
+policy's internet targets, through its own uplink), every NR's daemon
+moves to the next candidate that does, and back per the policy. "none"
+returns to local breakout.]],
     params = function(p)
       p.node = p.nodes
       p.nodes = nil
@@ -225,16 +227,20 @@ exit route. --all prints every node's, as an object keyed by node id.]],
     print = function(r)
       if r.text then out(r.text, "\n") else print_json(r) end
     end },
-  { name = "graph", summary = "print the topology as Graphviz DOT (--nats: the live edges)", args = { "file" },
-    options = NATS_OPTIONS, lists = { nats = true },
-    usage = "FILE [--nats URL…]",
+  { name = "graph", summary = "print the topology as Graphviz DOT (--nats, --status: the live edges)", args = { "file" },
+    options = with(NATS_OPTIONS, { ["--status"] = "status" }), lists = { nats = true, status = true },
+    usage = "FILE [--nats URL… | --status CHECK.json…]",
     help = [[Prints the topology as Graphviz DOT (e.g. | dot -Tsvg > net.svg): public
 NRs as boxes, aggregators with a double border, hidden NRs dashed, bold
 links to primary aggregators, dotted to backups, the exit in red.
 With --nats, the edges are the live ones instead, from the status the
 nodes published: one per pair of WireGuard peers, green with the age of
 the last handshake and the bytes received and sent, red and dashed when
-there was no handshake for 180 s.
+there was no handshake for 180 s. With --status, the live edges come from
+`zmesh node check --json` reports saved from the nodes: bold where a
+peer relays traffic for other NRs (the aggregator or exit in use), solid
+for a peer's own traffic, dotted for a standby aggregator, red when the
+peer did not answer; labelled with the handshake age and the bytes.
 
 ]] .. NATS_HELP,
     call = function(p)

@@ -90,7 +90,7 @@ end
 -- {file, node}: node is one id, a list of ids (the exit, then its
 -- fallbacks in order), or null / "none".
 entries["set-exit"] = function(p)
-  local opts = check(p, { node = true })
+  local opts = check(p, { node = true, probe = true })
   local ids = p.node
   if ids == json.null or ids == "none" then ids = nil end
   if type(ids) == "string" then ids = { ids } end
@@ -98,6 +98,9 @@ entries["set-exit"] = function(p)
     if type(ids) ~= "table" then validate.fail("node", ids, "must be a node id or a list of them") end
     for i, id in ipairs(ids) do text(string.format("node[%d]", i), id) end
   end
+  local probes = p.probe
+  if type(probes) == "string" then probes = { probes } end
+  opts.internet_targets = probes
   local n = net.set_exit(net.load(p.file), ids, opts)
   net.save(n, p.file)
   local exits = model.exits(n)
@@ -149,9 +152,23 @@ entries.render = function(p)
   return net.render(n, text("node", p.node), opts)
 end
 
+-- {file, status = [files]}: with status, the live graph from node check
+-- reports (`zmesh node check --json` on each node).
 entries.graph = function(p)
-  local opts = check(p, {})
-  return { dot = net.graph(net.load(p.file), opts) }
+  local opts = check(p, { status = true })
+  local n = net.load(p.file)
+  if p.status ~= nil then
+    local files = type(p.status) == "string" and { p.status } or p.status
+    if type(files) ~= "table" then validate.fail("status", p.status, "must be a file or a list of files") end
+    local reports = {}
+    for i, f in ipairs(files) do
+      local r, err = json.read_file(text(string.format("status[%d]", i), f))
+      if type(r) ~= "table" then validate.fail(string.format("status[%d]", i), f, tostring(err or "not a report")) end
+      reports[i] = r
+    end
+    return { dot = require("zmesh.net.graph").live(n, reports) }
+  end
+  return { dot = net.graph(n, opts) }
 end
 
 -- ---- the fleet's control plane (NATS JetStream, zmesh.control) ----

@@ -272,6 +272,10 @@ function net.set_exit(n, ids, opts)
   end
   local out = model.copy(n)
   out.exit = model.exit_field(ids or {})
+  -- What the exit candidates ping to tell they reach the Internet.
+  if opts and opts.internet_targets then
+    out.internet_targets = json.array(table.move(opts.internet_targets, 1, #opts.internet_targets, 1, {}))
+  end
   validate.network(out)
   remember(out, policy_set(opts))
   return out

@@ -8,6 +8,7 @@ local core = require "zmesh.core"
 local ip = require "zmesh.ip"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
+local paths = require "zmesh.nr.paths"
 
 local check = {}
 
@@ -51,7 +52,7 @@ local function others(cfg)
   return out
 end
 
-local function check_nr(id, raw)
+local function check_nr(ctx, id, raw)
   local cfg = nr_config.validate(raw)
   local ns = names.nr_ns(id)
   local res = { net_id = id, network = cfg.network, node_id = cfg.node_id, peers = {} }
@@ -109,6 +110,19 @@ local function check_nr(id, raw)
     end
   end
   probe:close()
+  local f = cfg.failover
+  if f then
+    -- What the daemon's failover chose (as stored), for the graph.
+    local choice = paths.from_stored(context.choice(ctx, id))
+    if f.role == "hidden" then
+      res.aggregator = paths.upstream(f, choice)
+      res.standby = {}
+      for _, a in ipairs(f.aggregators) do
+        if a ~= res.aggregator then res.standby[a] = true end
+      end
+    end
+    res.exit = paths.exit(f, choice)
+  end
   if cfg.failover and cfg.failover.exits then
     local inet = ip.parse_addr("8.8.8.8")
     local via = peer_for(dev, inet)
@@ -121,7 +135,7 @@ end
 function check.run(ctx, net_id)
   local out = {}
   for id, raw in pairs(context.saved_nrs(ctx)) do
-    if not net_id or id == net_id then out[#out + 1] = check_nr(id, raw) end
+    if not net_id or id == net_id then out[#out + 1] = check_nr(ctx, id, raw) end
   end
   table.sort(out, function(a, b) return a.net_id < b.net_id end)
   return out

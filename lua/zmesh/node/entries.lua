@@ -21,7 +21,10 @@ function entries.check(params)
   local ctx = ctx_of(params, { "net_id" })
   check.string(params, "net_id", true)
   local report = require("zmesh.node.check").run(ctx, params.net_id)
-  for _, nr in ipairs(report) do nr.peers = json.object(nr.peers) end
+  for _, nr in ipairs(report) do
+    nr.peers = json.object(nr.peers)
+    if nr.standby then nr.standby = json.object(nr.standby) end
+  end
   return json.array(report)
 end
 
