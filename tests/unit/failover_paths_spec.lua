@@ -269,6 +269,29 @@ describe("failover paths over rendered networks", function()
     end
   end)
 
+  it("keeps the aggregator in use and the next one warm, and warms the third when the second dies", function()
+    local cfg = {
+      node_id = "h", peers = {}, failover = { role = "hidden", keepalive = 25,
+        aggregators = { "a", "b", "c" }, range = { "10.1.0.0/16" }, nodes = {} },
+    }
+    for i, id in ipairs({ "a", "b", "c" }) do
+      cfg.peers[i] = { node_id = id, public_key = id, allowed_ips = {} }
+      cfg.failover.nodes[id] = { mesh = "100.64.0." .. i, owned = { "10.1." .. i .. ".0/24" } }
+    end
+    local function keepalives(choice)
+      local out = {}
+      for _, p in ipairs(paths.resolve(cfg, choice).peers) do out[p.node_id] = p.persistent_keepalive or 0 end
+      return out
+    end
+    assert.same({ a = 25, b = 25, c = 0 }, keepalives({}))
+    assert.same({ a = 25, b = 0, c = 25 }, keepalives({ alive = { b = false } }))
+    -- The primary dead: traffic through b, c warmed.
+    local r = paths.resolve(cfg, { alive = { a = false } })
+    assert.same({ "100.64.0.1/32" }, r.peers[1].allowed_ips)
+    assert.same({ "10.1.0.0/16" }, r.peers[2].allowed_ips)
+    assert.same({ a = 0, b = 25, c = 25 }, keepalives({ alive = { a = false } }))
+  end)
+
   it("probes only what its own decisions need", function()
     local n, t = network(999)
     local configs = net.render_all(n)

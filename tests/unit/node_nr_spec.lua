@@ -322,6 +322,16 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     assert.same({}, fake.calls)
   end)
 
+  it("plans an attach without making it", function()
+    nr.apply(ctx, nr_config())
+    fake.reset_calls()
+    local res = container.attach(ctx, { net_id = "abc", netns = "c5", ip = "10.1.1.10", create = true,
+      dry_run = true })
+    assert.equal("create namespace c5", res.changes[1])
+    assert.same({}, fake.calls)
+    assert.is_false(fake.core.netns.exists("c5"))
+  end)
+
   it("removes a namespace it made when the attach fails", function()
     nr.apply(ctx, nr_config())
     fake.fail["addr.add"] = "EINVAL"

@@ -47,10 +47,12 @@ local function allocate_port(net_id, records, netns)
   error("no free link name for container " .. netns .. " in NR " .. net_id, 0)
 end
 
--- P: {net_id, netns, ip, ip6, create}. create makes the namespace when
--- absent (prototyping and tests; a container runtime makes its own).
+-- P: {net_id, netns, ip, ip6, create, dry_run}. create makes the
+-- namespace when absent (prototyping and tests; a container runtime makes
+-- its own); dry_run gives the plan instead.
 function container.attach(ctx, p)
-  check.known_fields(p, { "net_id", "netns", "ip", "ip6", "create" })
+  check.known_fields(p, { "net_id", "netns", "ip", "ip6", "create", "dry_run" })
+  check.boolean(p, "dry_run", true)
   local cfg = nr_of(ctx, p.net_id)
   check_netns(p.netns)
   local addr_text, addr = check.address(p.ip, "ip", 4)
@@ -82,6 +84,13 @@ function container.attach(ctx, p)
     local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text,
       port = port })
     local created = false
+    if p.dry_run then
+      if p.create and not core.netns.exists(p.netns) then
+        table.insert(want, 1, { kind = "netns", name = p.netns })
+      end
+      return { net_id = cfg.net_id, netns = p.netns, port = port,
+        changes = json.array(reconcile.plan(core, want, {})) }
+    end
     if p.create and not core.netns.exists(p.netns) then
       table.insert(want, 1, { kind = "netns", name = p.netns })
       created = true

@@ -9,7 +9,7 @@
 --   GET    /v1/nrs/{net_id}                  one NR (WireGuard peers, links, routes)
 --   PUT    /v1/nrs/{net_id}[?dry_run=1]      apply an NR config (body), or its plan
 --   DELETE /v1/nrs/{net_id}[?dry_run=1]      remove it, or the plan of that
---   PUT    /v1/nrs/{net_id}/containers/{netns}[?dry_run=1]   attach (body {ip, ip6, create})
+--   PUT    /v1/nrs/{net_id}/containers/{netns}[?dry_run=1]   attach (body {ip, ip6, create}), or its plan
 --   DELETE /v1/nrs/{net_id}/containers/{netns}[?delete=1&dry_run=1]
 --   POST   /v1/call/{entry}                  any named entry point (body: its parameters)
 --   GET    /metrics                          Prometheus text
@@ -128,9 +128,7 @@ routes[#routes + 1] = { "^/v1/nrs/([^/]+)/containers/([^/]+)$", {
       return api.error(400, "body: net_id and netns come from the path", p.net_id and "net_id" or "netns")
     end
     p.net_id, p.netns = net_id, netns
-    if flag(r.query, "dry_run") then
-      return api.error(400, "dry_run: an attach has no plan of its own; PUT it to apply", "dry_run")
-    end
+    if flag(r.query, "dry_run") then p.dry_run = true end
     return job("container.attach", p)
   end,
   DELETE = function(r, id, netns)
