@@ -134,7 +134,9 @@ function Health:answered(t)
   self.last, self.fresh = t, false
 end
 
--- Update and return whether it is up now (hysteresis: dead_after / hold).
+-- Update and return whether it answers now: down after dead_after
+-- without an answer, up again at its first answer. (The hold time gates
+-- only preference, in F:decide: moving traffic back to it.)
 function Health:check(t, s)
   self.gap = s.dead_after
   local limit = self.fresh and math.max(s.dead_after, STARTUP_GRACE) or s.dead_after
@@ -142,12 +144,15 @@ function Health:check(t, s)
     self.up = false
     return false, "down"
   end
-  if not self.up and t - self.last <= s.interval * 2 and t - self.streak >= s.hold then
+  if not self.up and t - self.last <= s.dead_after then
     self.up = true
     return true, "up"
   end
   return self.up
 end
+
+-- Answering for the hold time without a gap: traffic may move back to it.
+function Health:held(t, s) return self.up and t - self.streak >= s.hold end
 
 -- ---- one NR ----
 
@@ -159,7 +164,7 @@ function F:nr_state(id, cfg)
   if n and n.cfg_text == cfg.text then return n end
   local f = cfg.cfg.failover
   n = n or { id = id, health = {}, seq = 0, probe_id = math.random(1, 0xfffe), via = {}, served = {},
-    inet = {}, said = {} }
+    inet = {}, said = {}, arrived = {} }
   n.cfg, n.cfg_text, n.f = cfg.cfg, cfg.text, f
   n.targets = paths.targets(cfg.cfg)
   -- Whose state (not only liveness) this NR's decisions need: the
@@ -212,6 +217,19 @@ function F:my_state(n, q)
   end
   if n.f.role == "public" then
     local all = n.choice and paths.served_out_of_order(n.f, n.choice, me) or {}
+    -- And those that came lately: where the others may still send them
+    -- elsewhere for a while (their views catch up within a hold time).
+    local listed = {}
+    for _, h in ipairs(all) do listed[h] = true end
+    local t = now()
+    for h, since in pairs(n.arrived) do
+      if t - since > self.s.hold + 2 * self.s.dead_after then
+        n.arrived[h] = nil
+      elseif not listed[h] and n.via[h] == me and n.health[h] and n.health[h].up then
+        -- (Only while it still reaches us: what it said last may be old.)
+        all[#all + 1] = h
+      end
+    end
     -- Rotated, so that a list longer than a probe holds is said in full
     -- over a few probes.
     st.srv = {}
@@ -246,7 +264,10 @@ function F:receive(n)
       if st then
         -- A probe from a peer is also a sign of life of the path.
         if target then n.health[target]:answered(t) end
-        if st.up then n.via[st.id] = st.up end
+        if st.up then
+          if st.up == n.cfg.node_id and n.via[st.id] ~= st.up then n.arrived[st.id] = t end
+          n.via[st.id] = st.up
+        end
         if st.inet ~= nil then n.inet[st.id] = st.inet end
         if st.srv then
           -- A whole list replaces what that aggregator said before; a
@@ -278,14 +299,17 @@ function F:decide(n, t)
     end
   end
   local prev = n.choice or {}
+  -- Routing follows who answers now (alive); the preference — which
+  -- aggregator a hidden NR routes through, which exit — moves back to an
+  -- earlier candidate only once it has answered for the hold time.
   local choice = { alive = alive, via = n.via, served = n.served }
+  local function held(c) return n.health[c] == nil or n.health[c]:held(t, s) end
   local function pick(list, ok, current)
     if current and ok(current) then
       if not s.fail_back then return current end
-      -- Fail back only to one that is up (after its hold).
       for _, c in ipairs(list) do
         if c == current then return current end
-        if ok(c) then return c end
+        if ok(c) and held(c) then return c end
       end
       return current
     end

@@ -20,8 +20,10 @@
 --                                   aggregator says route through it
 --                                   although another candidate before it
 --                                   answers (a hidden NR cut off from its
---                                   primary alone): go there directly —
---                                   relayed through the primary, the
+--                                   primary alone), or that came to it
+--                                   lately (a failover or a fail back in
+--                                   progress): go there directly — relayed
+--                                   through another aggregator, the
 --                                   packets would come from a source the
 --                                   last aggregator does not accept
 -- }
