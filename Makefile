@@ -13,7 +13,7 @@ DEB_PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libmnl-dev libnftnl-
 	libsodium-dev lua-busted lua-cjson wireguard-go wireguard-tools \
 	nftables iproute2 iputils-ping iperf3 util-linux procps python3 \
 	libmicrohttpd-dev libcurl4-openssl-dev lua-luv curl \
-	libnats-dev nats-server
+	libnats-dev nats-server udhcpc ndisc6 dnsmasq-base
 
 include tests/vm/vm.mk
 

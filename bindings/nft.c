@@ -103,6 +103,14 @@ static const struct name verdicts[] = {
 static const struct name policies[] = {
 	{ "accept", NF_ACCEPT }, { "drop", NF_DROP }, { NULL, 0 },
 };
+/*
+ * tcp_mss: what the MSS option of TCP SYNs is set to. "pmtu": the MSS the
+ * route's MTU allows (nft's "tcp flags syn tcp option maxseg size set rt
+ * mtu", iptables' --clamp-mss-to-pmtu).
+ */
+static const struct name tcp_mss_values[] = {
+	{ "pmtu", 1 }, { NULL, 0 },
+};
 
 /* Match keys, in the order a rule tests them. */
 enum key {
@@ -124,13 +132,15 @@ static const char *const chain_fields[] = { "name", "type", "hook",
 					    NULL };
 static const char *const rule_fields[] = { "match", "counter", "verdict",
 					   "jump", "goto", "masquerade",
-					   "snat", "dnat", "comment", NULL };
+					   "snat", "dnat", "tcp_mss",
+					   "comment", NULL };
 static const char *const masq_fields[] = { "fully_random", NULL };
 static const char *const nat_fields[] = { "to", "fully_random", NULL };
 static const char *const table_fields[] = { "family", "table", NULL };
 /* The actions of a rule; at most one. */
 static const char *const actions[] = { "verdict", "jump", "goto",
-				       "masquerade", "snat", "dnat", NULL };
+				       "masquerade", "snat", "dnat",
+				       "tcp_mss", NULL };
 
 #define DEFAULT_FAMILY "inet"
 #define DEFAULT_TABLE "zmesh"
@@ -863,7 +873,8 @@ static void emit_match(struct conv *cv, const struct match *m)
 
 /* ---- actions ---- */
 
-enum act { A_NONE, A_VERDICT, A_JUMP, A_GOTO, A_MASQ, A_SNAT, A_DNAT };
+enum act { A_NONE, A_VERDICT, A_JUMP, A_GOTO, A_MASQ, A_SNAT, A_DNAT,
+	   A_MSS };
 
 struct action {
 	enum act kind;
@@ -950,6 +961,9 @@ static void read_action(struct conv *cv, int idx, struct action *a)
 					  "true or { fully_random = … } expected");
 			}
 			break;
+		case A_MSS:
+			conv_enum(cv, v, "tcp_mss", tcp_mss_values);
+			break;
 		default:
 			read_nat(cv, v, actions[i], a);
 			break;
@@ -980,6 +994,47 @@ static void reject_code(uint8_t family, uint32_t *type, uint8_t *code)
 	/* ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, or ICMPX's. */
 	*code = family == NFPROTO_IPV4 ? 3 : family == NFPROTO_IPV6 ? 4 :
 		NFT_REJECT_ICMPX_PORT_UNREACH;
+}
+
+/*
+ * tcp_mss "pmtu", as nft emits "tcp flags syn tcp option maxseg size set
+ * rt mtu": on TCP SYNs, the MSS option set to what the route's MTU allows.
+ */
+static void emit_mss(struct conv *cv)
+{
+	static const uint8_t syn = 0x02, zero;
+	struct nftnl_expr *x;
+
+	need_l4proto(cv, IPPROTO_TCP);
+	e_payload(cv, NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1);
+	e_mask(cv, &syn, 1);
+	e_cmp(cv, NFT_CMP_NEQ, &zero, 1);
+	x = e_new(cv, "rt");
+	if (x) {
+		nftnl_expr_set_u32(x, NFTNL_EXPR_RT_KEY, NFT_RT_TCPMSS);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_RT_DREG, NFT_REG_1);
+	}
+	e_add(cv, x);
+	x = e_new(cv, "byteorder");
+	if (x) {
+		nftnl_expr_set_u32(x, NFTNL_EXPR_BYTEORDER_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_BYTEORDER_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_BYTEORDER_OP,
+				   NFT_BYTEORDER_HTON);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_BYTEORDER_LEN, 2);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_BYTEORDER_SIZE, 2);
+	}
+	e_add(cv, x);
+	x = e_new(cv, "exthdr");
+	if (x) {
+		nftnl_expr_set_u32(x, NFTNL_EXPR_EXTHDR_SREG, NFT_REG_1);
+		nftnl_expr_set_u8(x, NFTNL_EXPR_EXTHDR_TYPE, 2); /* maxseg */
+		nftnl_expr_set_u32(x, NFTNL_EXPR_EXTHDR_OFFSET, 2);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_EXTHDR_LEN, 2);
+		nftnl_expr_set_u32(x, NFTNL_EXPR_EXTHDR_OP,
+				   NFT_EXTHDR_OP_TCPOPT);
+	}
+	e_add(cv, x);
 }
 
 static void emit_action(struct conv *cv, const struct action *a)
@@ -1016,6 +1071,9 @@ static void emit_action(struct conv *cv, const struct action *a)
 		if (x && flags)
 			nftnl_expr_set_u32(x, NFTNL_EXPR_MASQ_FLAGS, flags);
 		e_add(cv, x);
+		break;
+	case A_MSS:
+		emit_mss(cv);
 		break;
 	default:
 		x = e_new(cv, "immediate");
@@ -1084,6 +1142,14 @@ static void conv_rule(struct conv *cv, int idx, const char *chain)
 	counter = conv_bool(cv, -1, "counter");
 	lua_pop(L, 2);
 	read_action(cv, idx, &a);
+	if (a.kind == A_MSS) {
+		/* It rewrites TCP: a match on another protocol contradicts it. */
+		if ((HAS(&m, K_L4PROTO) && m.l4proto != IPPROTO_TCP) ||
+		    HAS(&m, K_UDP_SPORT) || HAS(&m, K_UDP_DPORT) ||
+		    HAS(&m, K_ICMP_TYPE) || HAS(&m, K_ICMPV6_TYPE))
+			conv_fail(cv, "tcp_mss", "rewrites TCP SYNs; the "
+				  "match is on another protocol");
+	}
 	if (!m.has && !counter && a.kind == A_NONE)
 		conv_fail(cv, NULL, "empty rule: give a match, a counter or "
 			  "an action");
@@ -1699,6 +1765,38 @@ static size_t take_action(struct dec *d, size_t i)
 	return 2;
 }
 
+/*
+ * tcp_mss "pmtu" at i (the SYN test, rt tcpmss, byteorder, the exthdr
+ * write), as emit_mss writes it; the expressions taken, 0 if not ours.
+ */
+static size_t take_mss(struct dec *d, size_t i)
+{
+	uint32_t l;
+	const uint8_t *mask, *cmp;
+
+	if (d->l4 != IPPROTO_TCP ||
+	    nftnl_expr_get_u32(d->x[i], NFTNL_EXPR_PAYLOAD_OFFSET) != 13 ||
+	    nftnl_expr_get_u32(d->x[i], NFTNL_EXPR_PAYLOAD_LEN) != 1 ||
+	    !is(d, i + 1, "bitwise") || !is(d, i + 2, "cmp") ||
+	    !is(d, i + 3, "rt") || !is(d, i + 4, "byteorder") ||
+	    !is(d, i + 5, "exthdr"))
+		return 0;
+	mask = data(d, i + 1, NFTNL_EXPR_BITWISE_MASK, &l);
+	if (!mask || l != 1 || mask[0] != 0x02)
+		return 0;
+	cmp = data(d, i + 2, NFTNL_EXPR_CMP_DATA, &l);
+	if (!cmp || l != 1 || cmp[0] ||
+	    nftnl_expr_get_u32(d->x[i + 2], NFTNL_EXPR_CMP_OP) != NFT_CMP_NEQ ||
+	    nftnl_expr_get_u32(d->x[i + 3], NFTNL_EXPR_RT_KEY) !=
+	    NFT_RT_TCPMSS)
+		return 0;
+	/* The rest is checked by the round trip (rule_text). */
+	d->l4_used = true;
+	lua_pushstring(d->L, name_of(tcp_mss_values, 1));
+	set_rule(d, "tcp_mss");
+	return 6;
+}
+
 static int udata_cb(const struct nftnl_udata *attr, void *arg)
 {
 	const char **comment = arg;
@@ -1757,7 +1855,9 @@ static bool decode(struct dec *d, struct nftnl_rule *r)
 		       (nftnl_expr_get_u32(d->x[d->i],
 					   NFTNL_EXPR_PAYLOAD_BASE) ==
 			NFT_PAYLOAD_NETWORK_HEADER ? take_network(d, d->i) :
-						     take_transport(d, d->i)) :
+			nftnl_expr_get_u32(d->x[d->i],
+					   NFTNL_EXPR_PAYLOAD_OFFSET) == 13 ?
+			take_mss(d, d->i) : take_transport(d, d->i)) :
 		       take_action(d, d->i);
 		if (!took) {
 			lua_settop(L, top);
@@ -2147,6 +2247,7 @@ static void push_vocabulary(lua_State *L)
 	push_list(L, "icmpv6_type", icmpv6_types);
 	push_strv(L, "match", match_keys);
 	push_list(L, "verdict", verdicts);
+	push_list(L, "tcp_mss", tcp_mss_values);
 	lua_setfield(L, -2, "names");
 
 	lua_newtable(L);

@@ -28,6 +28,11 @@
 --             masquerade = true | { fully_random = true },
 --             snat = "192.0.2.1" | { to = "192.0.2.1", fully_random = true },
 --             dnat = "192.0.2.1" | { to = "192.0.2.1" },
+--             tcp_mss = "pmtu", -- on TCP SYNs, the MSS option set to what
+--                               -- the route's MTU allows (nft's "tcp flags
+--                               -- syn tcp option maxseg size set rt mtu");
+--                               -- the rule goes on; forward, output and
+--                               -- postrouting hooks only
 --             comment = "text", -- 1..128 characters, shown by nft and dump
 --           },
 --         } },
@@ -270,8 +275,8 @@ end
 -- ---- rules, chains ----
 
 local rule_fields = set_of({ "match", "counter", "verdict", "jump", "goto",
-  "masquerade", "snat", "dnat", "comment" })
-local actions = { "verdict", "jump", "goto", "masquerade", "snat", "dnat" }
+  "masquerade", "snat", "dnat", "tcp_mss", "comment" })
+local actions = { "verdict", "jump", "goto", "masquerade", "snat", "dnat", "tcp_mss" }
 
 -- Where each action may stand (the kernel's rules, checked at commit).
 local nat_hooks = { prerouting = true, input = true, output = true, postrouting = true }
@@ -280,6 +285,8 @@ local action_place = {
   snat = { type = "nat", hooks = { postrouting = true, input = true } },
   dnat = { type = "nat", hooks = { prerouting = true, output = true } },
   reject = { hooks = { input = true, forward = true, output = true, prerouting = true } },
+  -- The route's MTU is known only once the packet is routed.
+  tcp_mss = { hooks = { forward = true, output = true, postrouting = true } },
 }
 
 local function check_nat(v, path, family)
@@ -344,6 +351,23 @@ local function check_rule(r, path, ctx)
     else
       out.masquerade = true
     end
+  elseif found == "tcp_mss" then
+    if not is.tcp_mss[r.tcp_mss] then
+      fail(path .. ".tcp_mss", "unknown value %s (%s)", show(r.tcp_mss),
+        table.concat(firewall.names.tcp_mss, ", "))
+    end
+    -- It rewrites TCP SYNs: the rule is about TCP (an l4proto "tcp" is
+    -- implied, as ports imply theirs).
+    local m = out.match or {}
+    if (m.l4proto ~= nil and m.l4proto ~= "tcp") or m.udp_sport or m.udp_dport or m.icmp_type
+        or m.icmpv6_type then
+      fail(path .. ".tcp_mss", "rewrites TCP SYNs; the match is on another protocol")
+    end
+    if out.match then
+      out.match.l4proto = nil
+      if next(out.match) == nil then out.match = nil end
+    end
+    out.tcp_mss = r.tcp_mss
   elseif found then
     out[found] = check_nat(r[found], path .. "." .. found, ctx.family)
   end
@@ -412,7 +436,7 @@ local function check_jumps(out)
     stack[c.name] = true
     for j, r in ipairs(c.rules or {}) do
       local kind = r.verdict or (r.masquerade and "masquerade") or (r.snat and "snat")
-        or (r.dnat and "dnat")
+        or (r.dnat and "dnat") or (r.tcp_mss and "tcp_mss")
       local place = action_place[kind]
       local path = string.format("chains[%d].rules[%d]", i, j)
       local from = depth > 0 and string.format(" (reached from chain '%s')", base.name) or ""
@@ -577,6 +601,7 @@ local function render_rule(r, family)
   end
   if r.snat then nat("snat", type(r.snat) == "table" and r.snat or { to = r.snat }) end
   if r.dnat then nat("dnat", type(r.dnat) == "table" and r.dnat or { to = r.dnat }) end
+  if r.tcp_mss then add("tcp flags syn tcp option maxseg size set rt mtu") end
   if r.comment then add(string.format('comment "%s"', r.comment)) end
   return table.concat(out, " ")
 end
@@ -636,7 +661,7 @@ end
 local rule_keys = {}
 for _, k in ipairs(firewall.names.match) do rule_keys[#rule_keys + 1] = "match." .. k end
 for _, k in ipairs({ "counter", "verdict", "jump", "goto", "masquerade", "snat", "dnat",
-  "comment" }) do rule_keys[#rule_keys + 1] = k end
+  "tcp_mss", "comment" }) do rule_keys[#rule_keys + 1] = k end
 
 local function field(r, key)
   local m = key:match("^match%.(.*)$")

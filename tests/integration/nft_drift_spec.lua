@@ -100,7 +100,7 @@ describe_root("firewall drift, changed with nft behind Zero-Mesh's back", functi
   it("a match changed, comment kept", function()
     tamper("replace rule inet zmesh forward handle " .. handle("forward", 'comment "forward diode"')
       .. ' iifname "eth9" counter drop comment "forward diode"')
-    repaired("chains[2].rules[4] match.iifname: kernel eth9, want public")
+    repaired("chains[2].rules[5] match.iifname: kernel eth9, want public")
   end)
 
   it("two rules swapped", function()
@@ -119,7 +119,7 @@ describe_root("firewall drift, changed with nft behind Zero-Mesh's back", functi
 
   it("a rule removed", function()
     tamper("delete rule inet zmesh forward handle " .. handle("forward", 'comment "forward diode"'))
-    repaired('chains[2].rules[4]: missing, want iifname "public" counter drop comment "forward diode"')
+    repaired('chains[2].rules[5]: missing, want iifname "public" counter drop comment "forward diode"')
   end)
 
   it("a rule Zero-Mesh would never write (a log expression)", function()

@@ -32,7 +32,8 @@ local function resolved(configs, choice_of)
       peers[#peers + 1] = { id = p.node_id, allowed = parsed(p.allowed_ips), text = p.allowed_ips }
     end
     out[id] = { cfg = cfg, peers = peers, subnet = ip.parse_cidr(cfg.subnet), exit = r.exit,
-      exit_for_network = r.exit_for_network }
+      exit_for_network = r.exit_for_network,
+      routed = cfg.routed_ipv6_subnet and ip.parse_cidr(cfg.routed_ipv6_subnet) }
   end
   return out
 end
@@ -162,6 +163,30 @@ local function daemon_choice(t, dead, broken)
     local _ = cfg
     return c
   end
+end
+
+-- Walk an IPv6 packet from SRC to DST, starting at node A: the nodes it
+-- crosses, or nil and why. Ends where DST is in the node's routed /64,
+-- or (DST on the Internet) at the node that breaks out.
+local function walk6(nodes, a, src, dst, internet)
+  local at, hops = a, { a }
+  for _ = 1, 6 do
+    local node = nodes[at]
+    if internet then
+      if node.exit == "local" then return hops end
+    elseif node.routed and ip.contains(node.routed, dst) then
+      return hops
+    end
+    local p = best_peer(node, dst)
+    if not p then return nil, at .. " has no route" end
+    if not nodes[p.id] then return nil, at .. " routes to " .. p.id .. ", which is no NR" end
+    if not accepts(nodes[p.id], at, src) then
+      return nil, string.format("%s drops what %s sends it (source not in its AllowedIPs)", p.id, at)
+    end
+    at = p.id
+    hops[#hops + 1] = at
+  end
+  return nil, "a loop: " .. table.concat(hops, " → ")
 end
 
 describe("failover paths over rendered networks", function()
@@ -310,5 +335,43 @@ describe("failover paths over rendered networks", function()
         end
       end
     end
+  end)
+  it("carries a routed /64 from the exit in use to its NR, and the replies back out through it", function()
+    local checked = 0
+    for run = 151, 180 do
+      local kinds = { "pub46", "pub46" }
+      for _ = 1, math.random(1, 7) do kinds[#kinds + 1] = build.kinds[math.random(#build.kinds)] end
+      kinds[#kinds + 1] = "hid4"
+      local n = build.network(net, kinds, fake, { net_id = "r" .. run,
+        ipv6_range = math.random() < 0.5 and "fd00:66::/48" or nil })
+      n = net.set_exit(n, { "n1", "n2" })
+      n = net.set_routed_ipv6(n, "2001:db8:100::/48")
+      local t = net.topology(n)
+      local configs = net.render_all(n)
+      local ids = {}
+      for id in pairs(configs) do ids[#ids + 1] = id end
+      table.sort(ids)
+      local internet = ip.parse_addr("2001:db8:ffff::1")
+      for _, dead in ipairs({ {}, { n1 = true } }) do
+        local nodes = resolved(configs, daemon_choice(t, dead, {}))
+        -- The provider routes the prefix to the exit in use.
+        local entry = dead.n1 and "n2" or "n1"
+        for _, b in ipairs(ids) do
+          if not dead[b] then
+            local dst = ip.host(nodes[b].routed, 16)
+            local hops, err = walk6(nodes, entry, internet, dst)
+            assert(hops, string.format("Internet → %s via %s: %s (seed %d)", b, entry, tostring(err), seed))
+            assert.equal(b, hops[#hops])
+            assert.is_true(#hops <= 4, string.format("Internet → %s: %d hops (seed %d)", b, #hops - 1, seed))
+            -- The reply, from the container's own routed address.
+            hops, err = walk6(nodes, b, dst, internet, true)
+            assert(hops, string.format("%s → Internet: %s (seed %d)", b, tostring(err), seed))
+            assert.equal(entry, hops[#hops], string.format("%s leaves through %s (seed %d)", b, hops[#hops], seed))
+            checked = checked + 1
+          end
+        end
+      end
+    end
+    assert.is_true(checked > 100, checked .. " walks")
   end)
 end)

@@ -6,7 +6,7 @@ local ip = require "zmesh.ip"
 local root = os.getenv("ZMESH_ROOT") or "."
 local NR_CTX = { uplink = "public", range = "10.1.0.0/16", wg = "w-abc", bridge = "b-abc" }
 
--- A packet: { iif, oif, ct, family = 4|6, daddr, l4proto, dport, icmpv6_type }.
+-- A packet: { iif, oif, ct, family = 4|6, saddr, daddr, l4proto, sport, dport, icmpv6_type }.
 local function matches(m, p)
   local function name(want, have)
     if not want then return true end
@@ -36,6 +36,8 @@ local function matches(m, p)
     return false
   end
   if not (addr(m.ip_daddr, p.daddr, 4) and addr(m.ip6_daddr, p.daddr, 6)) then return false end
+  if not (addr(m.ip_saddr, p.saddr, 4) and addr(m.ip6_saddr, p.saddr, 6)) then return false end
+  if m.tcp_dport and (p.l4proto ~= "tcp" or not value(m.tcp_dport, p.dport)) then return false end
   if m.udp_dport and (p.l4proto ~= "udp" or not value(m.udp_dport, p.dport)) then return false end
   if m.udp_sport and (p.l4proto ~= "udp" or not value(m.udp_sport, p.sport)) then return false end
   if m.icmpv6_type and (p.l4proto ~= "icmpv6" or not value(m.icmpv6_type, p.icmpv6_type)) then
@@ -63,7 +65,76 @@ end
 
 local function nr(ctx) return assert(firewall.from_policy("nr", ctx or NR_CTX)) end
 
+describe("firewall policy, nr, with a routed IPv6 prefix", function()
+  local ROUTED = { uplink = "public", range = "10.1.0.0/16", range6 = "fd00:1::/48", wg = "w-abc",
+    bridge = "b-abc", routed = "2001:db8:100::/48", routed_subnet = "2001:db8:100:4::/64",
+    expose = { { address = "2001:db8:100:4::10", proto = "tcp", port = 8080 },
+               { address = "2001:db8:100:7::10", proto = "udp", port = 53 } } }
+  local function with(extra)
+    local c = {}
+    for k, v in pairs(ROUTED) do c[k] = v end
+    for k, v in pairs(extra or {}) do c[k] = v end
+    return c
+  end
+
+  it("opens at the entry exactly the exposed ports, of any NR of the network", function()
+    local d = nr(with({ entry = true }))
+    local function from_internet(daddr, proto, port, ct)
+      return (walk(d, "forward", { iif = "public", oif = "w-abc", ct = ct or "new", family = 6,
+        saddr = "2001:db8::200", daddr = daddr, l4proto = proto, dport = port }))
+    end
+    assert.equals("accept", from_internet("2001:db8:100:4::10", "tcp", 8080))
+    assert.equals("accept", from_internet("2001:db8:100:7::10", "udp", 53))
+    assert.equals("drop", from_internet("2001:db8:100:4::10", "tcp", 8081))
+    assert.equals("drop", from_internet("2001:db8:100:4::11", "tcp", 8080))
+    assert.equals("drop", from_internet("2001:db8:100:7::10", "tcp", 53))
+    assert.equals("accept", from_internet("2001:db8:100:4::11", "tcp", 5555, "established"))
+    -- Out without NAT66 for the routed prefix; masqueraded otherwise.
+    assert.equals("accept", (walk(d, "postrouting", { oif = "public", family = 6,
+      saddr = "2001:db8:100:4::10", daddr = "2001:db8::200" })))
+    assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 6,
+      saddr = "fd00:1:0:4::10", daddr = "2001:db8::200" })))
+  end)
+
+  it("lets only replies and its own exposed ports in from the Internet through the tunnel", function()
+    local d = nr(with())
+    local function from(saddr, daddr, port, ct)
+      return (walk(d, "forward", { iif = "w-abc", oif = "b-abc", ct = ct or "new", family = 6,
+        saddr = saddr, daddr = daddr, l4proto = "tcp", dport = port }))
+    end
+    assert.equals("accept", from("2001:db8::200", "2001:db8:100:4::10", 8080))
+    assert.equals("drop", from("2001:db8::200", "2001:db8:100:4::10", 22))
+    assert.equals("drop", from("2001:db8::200", "2001:db8:100:4::99", 8080))
+    assert.equals("accept", from("2001:db8::200", "2001:db8:100:4::10", 22, "established"))
+    -- The network's own prefixes pass, as every mesh traffic does.
+    assert.equals("accept", from("2001:db8:100:9::10", "2001:db8:100:4::10", 22))
+    assert.equals("accept", from("fd00:1:0:9::10", "2001:db8:100:4::10", 22))
+    assert.equals("accept", from("fd00:1:0:9::10", "fd00:1:0:4::10", 22))
+    -- Not an entry: its containers' routed traffic is masqueraded when
+    -- it breaks out locally (no exit answers).
+    assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 6,
+      saddr = "2001:db8:100:4::10", daddr = "2001:db8::200" })))
+    assert.equals("drop", (walk(d, "forward", { iif = "public", oif = "b-abc", ct = "new", family = 6,
+      daddr = "2001:db8:100:4::10", l4proto = "tcp", dport = 8080 })))
+  end)
+
+  it("refuses an exposure outside its prefix, naming the field", function()
+    local _, err = firewall.from_policy("nr", with({ expose = { { address = "2001:db8:200::10",
+      proto = "tcp", port = 1 } } }))
+    assert.matches("ctx.expose%[1%].address: IPv6 address in 2001:db8:100::/48 expected", err)
+    _, err = firewall.from_policy("nr", with({ entry = true, expose = { { address = "2001:db8:100:4::10",
+      proto = "sctp", port = 1 } } }))
+    assert.matches("ctx.expose%[1%].proto", err)
+  end)
+end)
+
 describe("firewall policy, nr", function()
+  it("clamps the MSS of TCP SYNs first in the forward chain", function()
+    local d = nr()
+    assert.equals("pmtu", d.chains[2].rules[1].tcp_mss)
+    assert.equals("mss clamp", d.chains[2].rules[1].comment)
+  end)
+
   it("drops anything new from the uplink, into the NR and through it", function()
     local d = nr()
     for _, l4 in ipairs({ { l4proto = "tcp", dport = 22 }, { l4proto = "udp", dport = 53 },
@@ -141,6 +212,27 @@ describe("firewall policy, ndmz", function()
     assert.equals("drop", (walk(d, "forward", { iif = "public", oif = "tonrs", ct = "new", family = 4 })))
     assert.equals("accept", (walk(d, "forward", { iif = "public", oif = "tonrs", ct = "established", family = 4 })))
     assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 4, daddr = "203.0.113.1" })))
+  end)
+
+  it("masquerades the NRs' IPv6 uplink range, forwards routed prefixes as they are, both ways", function()
+    local d = assert(firewall.from_policy("ndmz", { uplink = "public", bridge = "tonrs",
+      range = "100.127.0.0/16" }))
+    -- Out: an NR's own uplink address (local breakout) is masqueraded, a
+    -- routed source is not.
+    assert.equals("masquerade", (walk(d, "postrouting", { oif = "public", family = 6,
+      saddr = "fd7a:6d65:7368::9", daddr = "2001:db8::200" })))
+    assert.equals("accept", (walk(d, "postrouting", { oif = "public", family = 6,
+      saddr = "2001:db8:100:4::10", daddr = "2001:db8::200" })))
+    -- In: what is routed to an NR passes (the NR decides); nothing new to
+    -- the NRs' uplink range, nor anything new over IPv4.
+    assert.equals("accept", (walk(d, "forward", { iif = "public", oif = "tonrs", ct = "new", family = 6,
+      daddr = "2001:db8:100:4::10", l4proto = "tcp", dport = 22 })))
+    assert.equals("drop", (walk(d, "forward", { iif = "public", oif = "tonrs", ct = "new", family = 6,
+      daddr = "fd7a:6d65:7368::9" })))
+    assert.equals("drop", (walk(d, "forward", { iif = "public", oif = "public", ct = "new", family = 6,
+      daddr = "2001:db8:77::1" })))
+    -- TCP SYNs are clamped first, before any accept ends the chain.
+    assert.equals("pmtu", d.chains[2].rules[1].tcp_mss)
   end)
 
   it("lets nothing from the NRs reach the ndmz itself, only replies", function()

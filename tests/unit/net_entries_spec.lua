@@ -42,9 +42,9 @@ describe("net entry points", function()
         assert.is_true(#e.summary > 10)
       end
     end
-    assert.same({ "net.add-access", "net.add-node", "net.check", "net.graph", "net.graph-live", "net.nats-config",
-      "net.nats-facts", "net.new", "net.publish", "net.remove-access", "net.remove-node", "net.render",
-      "net.set-exit", "net.show", "net.validate" }, names)
+    assert.same({ "net.add-access", "net.add-node", "net.check", "net.expose", "net.graph", "net.graph-live",
+      "net.nats-config", "net.nats-facts", "net.new", "net.publish", "net.remove-access", "net.remove-node",
+      "net.render", "net.set-exit", "net.set-routed-ipv6", "net.show", "net.unexpose", "net.validate" }, names)
   end)
 
   it("run a network's whole life through files", function()

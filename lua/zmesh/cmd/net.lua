@@ -12,6 +12,10 @@ local function show_text(s)
     s.ipv6_range and (" " .. s.ipv6_range) or ""))
   out("exit: ", s.exit and (s.exit .. " (sole exit)" .. (#s.exits > 1 and
     (", then " .. table.concat(s.exits, ", ", 2)) or "")) or "local breakout on every NR", "\n")
+  if s.routed_ipv6 then
+    out("routed IPv6: ", s.routed_ipv6, s.exit and (" (enters at the exit, " .. s.exit .. ")") or
+      " (no entry point: set an exit)", "\n")
+  end
   if s.problem then out("problem: ", s.problem, "\n") end
   out(string.format("%-16s %-7s %-18s %-6s %s\n", "NODE", "ROLE", "SUBNET", "PORT", "AGGREGATORS / SERVES"))
   for _, n in ipairs(s.nodes) do
@@ -20,8 +24,14 @@ local function show_text(s)
     out(string.format("%-16s %-7s %-18s %-6s %s\n", n.node_id, n.role or "?", n.subnet,
       tostring(n.wireguard_listen_port), extra))
   end
+  for _, n in ipairs(s.nodes) do
+    if n.routed_ipv6_subnet then out(string.format("routed %-9s %s\n", n.node_id, n.routed_ipv6_subnet)) end
+  end
   for _, a in ipairs(s.access) do
     out(string.format("device %-9s %-26s via %s\n", a.name, a.address, a.via))
+  end
+  for _, e in ipairs(s.expose or {}) do
+    out(string.format("expose %-9s %s %d/%s\n", e.node, e.address, e.port, e.proto))
   end
 end
 
@@ -106,14 +116,21 @@ end
 -- name, positional parameters, options (flag → param, and whether it
 -- takes a value), help text, and how to print the result.
 local subcommands = {
-  { name = "new", summary = "create a network file: name, IPv4 range, optional IPv6 prefix", args = { "file", "name", "ip_range" },
-    options = { ["--ipv6"] = "ipv6_range", ["--id"] = "net_id" },
-    usage = "FILE NAME IP_RANGE [--ipv6 PREFIX] [--id NET_ID]",
+  { name = "new", summary = "create a network file: name, IPv4 range, optional IPv6 prefixes", args = { "file", "name", "ip_range" },
+    options = { ["--ipv6"] = "ipv6_range", ["--routed-ipv6"] = "routed_ipv6", ["--id"] = "net_id" },
+    usage = "FILE NAME IP_RANGE [--ipv6 PREFIX] [--routed-ipv6 PREFIX] [--id NET_ID]",
     help = [[Creates the network file FILE for a new network NAME with the private
 IPv4 range IP_RANGE (e.g. 10.1.0.0/16; 100.64.0.0/10 is Zero-Mesh's own),
-and optionally an IPv6 prefix (/64 or larger) for the NRs' /64s. NET_ID
-(1-12 of [a-z0-9]) names the kernel objects on every node; a random one
-is chosen when absent. Refuses to overwrite an existing file.]],
+and optionally an IPv6 prefix (/64 or larger) for the NRs' /64s inside
+the mesh (--ipv6, unique local: fd00::/8), and a routed IPv6 prefix
+(--routed-ipv6, global: one a provider routes to the exit node): each NR
+gets a /64 of each, and its containers an address in each. The routed
+prefix enters the network at its sole exit (set-exit), so the network
+needs one; containers reach the IPv6 Internet with their own global
+addresses through it, without NAT66, and nothing comes in unless exposed
+(expose). NET_ID (1-12 of [a-z0-9]) names the kernel objects on every
+node; a random one is chosen when absent. Refuses to overwrite an
+existing file.]],
     print = function(r) out("created network ", r.name, " (net_id ", r.net_id, ")\n") end },
   { name = "add-node", summary = "add a node from its facts (optional fixed subnet and port)", args = { "file", "facts_file" },
     options = with({ ["--subnet"] = "subnet", ["--ipv6-subnet"] = "ipv6_subnet", ["--port"] = "port",
@@ -143,8 +160,18 @@ its daemon published in the fleet's bucket (facts.NODE_ID).
 
 ]] .. NATS_HELP,
     print = function(r)
-      out(string.format("added %s: subnet %s%s, port %d\n", r.node_id, r.subnet,
-        r.ipv6_subnet and (" " .. r.ipv6_subnet) or "", r.wireguard_listen_port))
+      out(string.format("%s %s: subnet %s%s%s, port %d\n", r.changes and "updated" or "added", r.node_id, r.subnet,
+        r.ipv6_subnet and (" " .. r.ipv6_subnet) or "", r.routed_ipv6_subnet and (" " .. r.routed_ipv6_subnet) or "",
+        r.wireguard_listen_port))
+      if r.changes then
+        for _, c in ipairs(r.changes) do out("changed: ", c, "\n") end
+        if #r.changes == 0 then
+          out("its facts are unchanged\n")
+        else
+          out("render again and apply (or publish) every node's config: the peers of ", r.node_id,
+            " dial it at its new address\n")
+        end
+      end
     end },
   { name = "remove-node", summary = "remove a node; re-rendering moves what it served", args = { "file", "node" },
     usage = "FILE NODE",
@@ -181,6 +208,52 @@ returns to local breakout.]],
         out("sole exit: ", r.exit, #r.exits > 1 and (" (then " .. table.concat(r.exits, ", ", 2) .. ")") or "", "\n")
       end
     end },
+  { name = "set-routed-ipv6", summary = "give the network a routed IPv6 prefix (a /64 per NR), or none",
+    args = { "file", "prefix" },
+    usage = "FILE PREFIX | FILE none",
+    help = [[Gives the network the global IPv6 prefix PREFIX that a provider routes to
+its exit node (e.g. a /48), or removes it (none). Every NR gets a /64 of
+it, at the index of its /24 where free, and its containers an address in
+it: the low 64 bits of their unique-local IPv6 address, else ::N for
+IPv4 address a.b.c.N (10.1.4.10 → …:4::10). The exit NR (set-exit) is the
+entry point: its node's ndmz routes the prefix into it, and it routes
+each /64 through the mesh to its NR; IPv6 to the Internet leaves there,
+without NAT66. The exit and its fallbacks must be public nodes with
+global IPv6; when the exit moves, the provider's route must follow.
+Replacing the prefix renumbers every NR and closes its exposures.
+Render again and apply on every node.]],
+    params = function(p) if p.prefix == "none" then p.prefix = nil end end,
+    print = function(r)
+      if r.routed_ipv6 == json.null then
+        out("no routed IPv6 prefix\n")
+      else
+        out("routed IPv6 prefix ", r.routed_ipv6, "\n")
+        for _, n in ipairs(r.nodes) do out(string.format("  %-14s %s\n", n.node_id, n.routed_ipv6_subnet)) end
+      end
+      for _, n in ipairs(r.notes) do out("note: ", n, "\n") end
+    end },
+  { name = "expose", summary = "open a port of one container to the Internet (routed IPv6)",
+    args = { "file", "node", "address", "service" },
+    usage = "FILE NODE ADDRESS PORT/PROTO",
+    call = function(p)
+      p.port, p.service = p.service, nil
+      return entries.expose(p)
+    end,
+    help = [[Opens PORT/PROTO (e.g. 8080/tcp or 53/udp) of ADDRESS, a container's address
+in NODE's routed IPv6 /64, to the Internet. The default is the diode
+(replies only); this opens exactly that port of that address, at the
+entry NR (the exit and its fallbacks, from their uplink) and at NODE's NR
+(from the tunnel). Render again and apply on NODE and the exit candidates.]],
+    print = function(r) out(string.format("exposed %s %d/%s on %s\n", r.address, r.port, r.proto, r.node)) end },
+  { name = "unexpose", summary = "close what expose opened", args = { "file", "node", "address", "service" },
+    usage = "FILE NODE ADDRESS PORT/PROTO",
+    call = function(p)
+      p.port, p.service = p.service, nil
+      return entries.unexpose(p)
+    end,
+    help = [[Closes PORT/PROTO of ADDRESS on NODE, opened with expose. Render again and
+apply on NODE and the exit candidates.]],
+    print = function(r) out(string.format("closed %s %d/%s on %s\n", r.address, r.port, r.proto, r.node)) end },
   { name = "add-access", summary = "add an external device; prints its wg-quick config", args = { "file", "name" },
     options = { ["--via"] = "via" },
     usage = "FILE NAME [--via NODE]",

@@ -82,7 +82,7 @@ function container.attach(ctx, p)
     local records = context.attachments(ctx, cfg.net_id)
     local port = allocate_port(cfg.net_id, records, p.netns)
     local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text,
-      port = port })
+      port = port, uplink = desired.uplink(core) })
     local created = false
     if p.dry_run then
       if p.create and not core.netns.exists(p.netns) then

@@ -323,6 +323,7 @@ function D:status()
     nrs = json.object(nrs),
     pending_containers = json.array(pending),
     problems = json.array(self.problems),
+    uplink = self.dhcp and self.dhcp:status() or nil,
   }
 end
 
@@ -501,6 +502,8 @@ function daemon.run(opts)
   hup:start("sighup", function() self:reload() end)
   -- The boot restore is the first job; API calls queue behind it.
   self:converge()
+  -- The uplink's DHCP and RA clients, when the node config asks for them.
+  self.dhcp = require("zmesh.daemon.dhcp").start(self)
   -- The fleet's control plane (NATS), when the node config has one: it
   -- only ever queues jobs here, and the data plane never waits for it.
   if self.cfg.control then

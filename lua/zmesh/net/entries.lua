@@ -34,10 +34,13 @@ local function text(field, v, optional)
 end
 
 entries.describe = {
-  new = "create a network file: name, ip_range, ipv6_range?, net_id?",
+  new = "create a network file: name, ip_range, ipv6_range?, routed_ipv6?, net_id?",
   ["add-node"] = "add a node from its facts (facts or facts_file); subnet?, ipv6_subnet?, port?, update?",
   ["remove-node"] = "remove node NODE; re-rendering moves what it served",
   ["set-exit"] = "make node NODE the sole Internet exit, or a list: the exit then its fallbacks (null or \"none\": local breakout)",
+  ["set-routed-ipv6"] = "give the network the routed IPv6 prefix PREFIX (a /64 of it per NR; \"none\" removes it)",
+  expose = "open PORT (\"8080/tcp\") of ADDRESS in NODE's routed /64 to the Internet (node, address, port, proto?)",
+  unexpose = "close what expose opened (node, address, port, proto?)",
   ["add-access"] = "add an external device NAME (via?); returns its wg-quick config",
   ["remove-access"] = "remove external device NAME",
   show = "the network: nodes, roles, aggregators, exit, devices",
@@ -52,8 +55,9 @@ entries.describe = {
 }
 
 entries.new = function(p)
-  local opts = check(p, { name = true, ip_range = true, ipv6_range = true, net_id = true })
-  local n = net.new({ name = p.name, ip_range = p.ip_range, ipv6_range = p.ipv6_range, net_id = p.net_id })
+  local opts = check(p, { name = true, ip_range = true, ipv6_range = true, routed_ipv6 = true, net_id = true })
+  local n = net.new({ name = p.name, ip_range = p.ip_range, ipv6_range = p.ipv6_range,
+    routed_ipv6 = p.routed_ipv6, net_id = p.net_id })
   -- Policies load before the file is written: a broken one leaves no file.
   local shown = net.show(n, opts)
   net.save(n, p.file, { new = true })
@@ -72,11 +76,14 @@ entries["add-node"] = function(p)
   if p.port ~= nil and math.type(p.port) == nil then validate.fail("port", p.port, "must be an integer") end
   opts.subnet, opts.ipv6_subnet, opts.update = p.subnet, p.ipv6_subnet, p.update == true
   opts.port = p.port and (math.tointeger(p.port) or p.port)
-  local n, node = net.add_node(net.load(p.file), facts, opts)
+  local n, node, changes = net.add_node(net.load(p.file), facts, opts)
   net.save(n, p.file)
   return {
     node_id = node.node_id, subnet = node.subnet, ipv6_subnet = node.ipv6_subnet,
+    routed_ipv6_subnet = node.routed_ipv6_subnet,
     wireguard_listen_port = node.wireguard_listen_port, wireguard_public_key = node.wireguard_public_key,
+    -- --update: what changed in the node's facts (nothing: an empty list).
+    changes = changes and json.array(changes) or nil,
   }
 end
 
@@ -107,6 +114,43 @@ entries["set-exit"] = function(p)
   return { exit = exits[1] or json.null, exits = json.array(exits) }
 end
 
+entries["set-routed-ipv6"] = function(p)
+  local opts = check(p, { prefix = true })
+  local prefix = p.prefix
+  if prefix == json.null then prefix = nil end
+  if prefix ~= nil then text("prefix", prefix) end
+  local n, notes = net.set_routed_ipv6(net.load(p.file), prefix, opts)
+  net.save(n, p.file)
+  local nodes = {}
+  for _, node in ipairs(n.nodes) do
+    nodes[#nodes + 1] = { node_id = node.node_id, routed_ipv6_subnet = node.routed_ipv6_subnet }
+  end
+  return { routed_ipv6 = n.routed_ipv6 or json.null, nodes = json.array(nodes), notes = json.array(notes) }
+end
+
+local function exposure_params(p)
+  text("node", p.node)
+  text("address", p.address)
+  if type(p.port) ~= "string" and math.type(p.port) ~= "integer" then
+    validate.fail("port", p.port, "must be PORT/PROTO (\"8080/tcp\") or a port with proto")
+  end
+  return { node = p.node, address = p.address, port = p.port, proto = p.proto }
+end
+
+entries.expose = function(p)
+  local opts = check(p, { node = true, address = true, port = true, proto = true })
+  local n, x = net.expose(net.load(p.file), exposure_params(p), opts)
+  net.save(n, p.file)
+  return x
+end
+
+entries.unexpose = function(p)
+  local opts = check(p, { node = true, address = true, port = true, proto = true })
+  local n, x = net.unexpose(net.load(p.file), exposure_params(p), opts)
+  net.save(n, p.file)
+  return x
+end
+
 entries["add-access"] = function(p)
   local opts = check(p, { name = true, via = true })
   opts.via = text("via", p.via, true)
@@ -126,7 +170,7 @@ entries["remove-access"] = function(p)
 end
 
 local function arrays(s)
-  s.nodes, s.access = json.array(s.nodes), json.array(s.access)
+  s.nodes, s.access, s.expose = json.array(s.nodes), json.array(s.access), json.array(s.expose or {})
   return s
 end
 

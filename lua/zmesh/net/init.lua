@@ -44,42 +44,47 @@ function net.topology(n, opts)
   return topology.build(n, policy_set(opts))
 end
 
--- A new, empty network. P: { name, ip_range, ipv6_range?, net_id? }.
+-- A new, empty network. P: { name, ip_range, ipv6_range?, routed_ipv6?,
+-- net_id? }.
 function net.new(p)
   if type(p) ~= "table" then error("network: parameters must be a table", 0) end
   local n = {
     format = model.FORMAT, name = p.name, ip_range = p.ip_range, ipv6_range = p.ipv6_range,
-    net_id = p.net_id or model.random_id(), nodes = {},
+    routed_ipv6 = p.routed_ipv6, net_id = p.net_id or model.random_id(), nodes = {},
   }
   return validate.network(n)
 end
 
--- Every /24 and /64 in use, as canonical text → true.
+-- Every /24 and /64 in use (ULA and routed), as canonical text → true.
 local function used_subnets(n, skip)
-  local used, used6 = {}, {}
-  local function mark(s, s6)
+  local used, used6, used_routed = {}, {}, {}
+  local function mark(s, s6, sr)
     if s then used[ip.format_cidr(ip.parse_cidr(s))] = true end
     if s6 then used6[ip.format_cidr(ip.parse_cidr(s6))] = true end
+    if sr then used_routed[ip.format_cidr(ip.parse_cidr(sr))] = true end
   end
   for _, node in ipairs(n.nodes) do
-    if node.node_id ~= skip then mark(node.subnet, node.ipv6_subnet) end
+    if node.node_id ~= skip then mark(node.subnet, node.ipv6_subnet, node.routed_ipv6_subnet) end
   end
   if n.access and #n.access > 0 then mark(n.access_subnet, n.access_ipv6_subnet) end
-  return used, used6
+  return used, used6, used_routed
 end
 
--- Ask the subnet policy for ID's subnets; FIXED is the user's /24, if any.
-local function pick_subnets(n, set, id, fixed)
-  local range, range6 = model.ranges(n)
-  local used, used6 = used_subnets(n, id)
+-- Ask the subnet policy for ID's subnets; FIXED is the user's /24, if
+-- any. OPTS.routed_only: the node keeps its other subnets (its /24 is
+-- FIXED), only a routed /64 is wanted.
+local function pick_subnets(n, set, id, fixed, opts)
+  local range, range6, routed = model.ranges(n)
+  if opts and opts.routed_only then range6 = nil end
+  local used, used6, used_routed = used_subnets(n, id)
   return policies.subnet(set, {
-    node_id = id, ip_range = n.ip_range, ipv6_range = n.ipv6_range, subnet = fixed,
-    used = used, used_ipv6 = used6,
+    node_id = id, ip_range = n.ip_range, ipv6_range = range6 and n.ipv6_range or nil, subnet = fixed,
+    routed_ipv6 = n.routed_ipv6, used = used, used_ipv6 = used6, used_routed = used_routed,
     usable = function(cidr)
       local p = ip.parse_cidr(cidr)
       return p ~= nil and p.family == 4 and p.len == 24 and model.mesh_usable(p)
     end,
-  }, range, range6)
+  }, range, range6, routed)
 end
 
 local function port_hash(s)
@@ -154,6 +159,29 @@ local function remember(n, set)
   end
 end
 
+-- What changed between a node's old facts and its new ones, one line
+-- each ("addresses: 203.0.113.11/24 → 198.51.100.57/24"), for add-node
+-- --update to tell (a DHCP lease moved the node, its key changed, …).
+local function facts_changes(old, new)
+  local out = {}
+  local function text(v)
+    if v == nil then return "none" end
+    if type(v) == "table" then
+      if v.min then return string.format("%s-%s", tostring(v.min), tostring(v.max)) end
+      return #v == 0 and "none" or table.concat(v, ", ")
+    end
+    return tostring(v)
+  end
+  for _, k in ipairs({ "addresses", "public_endpoints", "mtu", "listen_ports", "force_role", "public_key" }) do
+    local a, b = text(old and old[k]), text(new[k])
+    if a ~= b then
+      out[#out + 1] = k == "public_key" and "public_key: the node's key changed (a new NR key pair)"
+        or string.format("%s: %s → %s", k, a, b)
+    end
+  end
+  return out
+end
+
 -- A copy of FACTS without JSON array marks (the file marks its own).
 local function clean_facts(facts)
   if type(facts) ~= "table" then return facts end
@@ -185,15 +213,19 @@ function net.add_node(n, facts, opts)
   local set = policy_set(opts)
   -- The choice in force, before the node (or its new facts) counts.
   remember(out, set)
+  local changes = old and facts_changes(old.facts, f) or nil
   local node = old or { node_id = f.node_id }
   node.facts = f
   local subnet = opts.subnet or (old and old.subnet)
   local subnet6 = opts.ipv6_subnet or (old and old.ipv6_subnet)
-  if not subnet or (n.ipv6_range and not subnet6) then
+  local routed6 = old and old.routed_ipv6_subnet
+  if not subnet or (n.ipv6_range and not subnet6) or (n.routed_ipv6 and not routed6) then
     local picked = pick_subnets(out, set, f.node_id, subnet)
     subnet, subnet6 = subnet or picked.subnet, subnet6 or picked.ipv6_subnet
+    routed6 = routed6 or picked.routed_ipv6_subnet
   end
   node.subnet, node.ipv6_subnet = subnet, n.ipv6_range and subnet6 or nil
+  node.routed_ipv6_subnet = n.routed_ipv6 and routed6 or nil
   if opts.port then
     node.wireguard_listen_port = math.tointeger(opts.port) or opts.port
   elseif not old or node.wireguard_listen_port < f.listen_ports.min
@@ -209,7 +241,7 @@ function net.add_node(n, facts, opts)
   model.sort(out)
   validate.network(out)
   remember(out, set)
-  return out, node
+  return out, node, changes
 end
 
 -- Without devices, the network holds no access subnet either.
@@ -251,6 +283,16 @@ function net.remove_node(n, id, opts)
     end
   end
   drop_empty_access(out)
+  if out.expose then
+    for i = #out.expose, 1, -1 do
+      if out.expose[i].node == id then
+        notes[#notes + 1] = string.format("%s %s/%d was exposed on %s and is closed", out.expose[i].address,
+          out.expose[i].proto, out.expose[i].port, id)
+        table.remove(out.expose, i)
+      end
+    end
+    if #out.expose == 0 then out.expose = nil end
+  end
   -- Before validating: the record must no longer name the removed node.
   remember(out, set)
   validate.network(out)
@@ -279,6 +321,111 @@ function net.set_exit(n, ids, opts)
   validate.network(out)
   remember(out, policy_set(opts))
   return out
+end
+
+-- Give the network the routed IPv6 prefix PREFIX (a global prefix its
+-- provider routes to the exit node), or none (nil or "none"). Every node
+-- gets a /64 of it (the subnet policy's pick, at the index of its /24
+-- where free); a prefix replaced renumbers every node, and exposures of
+-- the old one are closed. Returns the new network and notes.
+function net.set_routed_ipv6(n, prefix, opts)
+  validate.network(n)
+  if prefix == "none" then prefix = nil end
+  local out = model.copy(n)
+  local notes = {}
+  if prefix ~= nil then
+    local p = validate.routed_ipv6(prefix)
+    prefix = ip.format_cidr(p)
+  end
+  if prefix == n.routed_ipv6 then return out, notes end
+  if out.expose and #out.expose > 0 then
+    notes[#notes + 1] = string.format("%d exposure(s) of %s closed: expose them again in the new prefix",
+      #out.expose, n.routed_ipv6)
+  end
+  out.expose = nil
+  out.routed_ipv6 = prefix
+  for _, node in ipairs(out.nodes) do node.routed_ipv6_subnet = nil end
+  if prefix then
+    validate.header(out)
+    local set = policy_set(opts)
+    for _, node in ipairs(out.nodes) do
+      node.routed_ipv6_subnet = pick_subnets(out, set, node.node_id, node.subnet,
+        { routed_only = true }).routed_ipv6_subnet
+    end
+  end
+  validate.network(out)
+  remember(out, policy_set(opts))
+  return out, notes
+end
+
+-- PORT ("8080/tcp", or a number and PROTO) as port, proto; raises naming FIELD.
+local function port_proto(port, proto, field)
+  if type(port) == "string" and proto == nil then
+    local num, pr = port:match("^(%d+)/(%a+)$")
+    if not num then validate.fail(field, port, "must be PORT/PROTO, e.g. 8080/tcp") end
+    port, proto = math.tointeger(tonumber(num)), pr:lower()
+  end
+  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
+    validate.fail(field, port, "must be a port 1..65535")
+  end
+  if proto ~= "tcp" and proto ~= "udp" then validate.fail(field, proto, "must be tcp or udp") end
+  return port, proto
+end
+
+-- The exposure E = { node, address, port = "8080/tcp" | number, proto? },
+-- checked and in canonical form.
+local function exposure(n, e)
+  if type(e) ~= "table" then validate.fail("expose", e, "must be {node, address, port}") end
+  local port, proto = port_proto(e.port, e.proto, "port")
+  local address = e.address
+  local a = type(address) == "string" and not address:find("/", 1, true) and ip.parse_addr(address)
+  if a then address = ip.format_addr(a) end
+  local nodes = {}
+  for _, node in ipairs(n.nodes) do nodes[node.node_id] = node end
+  local out = { node = e.node, address = address, proto = proto, port = port }
+  validate.exposure(out, "expose", nodes)
+  return out
+end
+
+local function same_exposure(a, b)
+  return a.address == b.address and a.proto == b.proto and a.port == b.port
+end
+
+-- Open PORT/PROTO of ADDRESS (a container's address in NODE's routed
+-- /64) to the Internet: rendered into the configs, enforced at the
+-- entry NR and at NODE's. E = { node, address, port, proto? }.
+function net.expose(n, e, opts)
+  validate.network(n)
+  local x = exposure(n, e)
+  for _, o in ipairs(n.expose or {}) do
+    if same_exposure(o, x) then
+      validate.fail("address", x.address, "has %s/%d exposed already", x.proto, x.port)
+    end
+  end
+  local out = model.copy(n)
+  out.expose = out.expose or json.array()
+  out.expose[#out.expose + 1] = x
+  model.sort(out)
+  validate.network(out)
+  remember(out, policy_set(opts))
+  return out, x
+end
+
+-- Close what net.expose opened.
+function net.unexpose(n, e, opts)
+  validate.network(n)
+  local x = exposure(n, e)
+  local out = model.copy(n)
+  for i, o in ipairs(out.expose or {}) do
+    if same_exposure(o, x) and o.node == x.node then
+      table.remove(out.expose, i)
+      if #out.expose == 0 then out.expose = nil end
+      validate.network(out)
+      remember(out, policy_set(opts))
+      return out, x
+    end
+  end
+  validate.fail("address", x.address, "has no %s/%d exposed on %s", x.proto, x.port, tostring(x.node))
 end
 
 -- Add external device NAME. OPTS.via: the public node it peers with (else
@@ -392,6 +539,7 @@ function net.summary(t)
     local id = node.node_id
     nodes[#nodes + 1] = {
       node_id = id, role = t.role[id], subnet = node.subnet, ipv6_subnet = node.ipv6_subnet,
+      routed_ipv6_subnet = node.routed_ipv6_subnet, mtu = node.facts.mtu,
       mesh_address = t.mesh[id], wireguard_listen_port = node.wireguard_listen_port,
       aggregators = t.aggregators[id], serves = t.carried[id] and #t.carried[id] or nil,
       exit = t.exit == id or nil,
@@ -401,10 +549,15 @@ function net.summary(t)
   for _, a in ipairs(n.access or {}) do
     devices[#devices + 1] = { name = a.name, address = a.address, ipv6_address = a.ipv6_address, via = a.via }
   end
+  local exposed = {}
+  for i, e in ipairs(n.expose or {}) do
+    exposed[i] = { node = e.node, address = e.address, proto = e.proto, port = e.port }
+  end
   return {
     name = n.name, net_id = n.net_id, ip_range = n.ip_range, ipv6_range = n.ipv6_range,
+    routed_ipv6 = n.routed_ipv6,
     exit = t.exit, exits = json.array(table.move(t.exits, 1, #t.exits, 1, {})), nodes = nodes,
-    access = devices,
+    access = devices, expose = json.array(exposed),
     public = #t.public, hidden = #t.hidden,
   }
 end

@@ -5,11 +5,18 @@
 -- {
 --   "format": 1, "name": "demo", "net_id": "k3v9q2…", "ip_range": "10.1.0.0/16",
 --   "ipv6_range": "fd00:1::/48",            (optional)
+--   "routed_ipv6": "2001:db8:100::/48",     (optional: a global prefix a
+--                                             provider routes to the exit
+--                                             node; each NR gets a /64)
+--   "expose": [ { "node", "address", "proto", "port" } ],  (optional: what
+--                                             the Internet may open, over
+--                                             the routed prefix)
 --   "exit": "n2" | ["n2", "n4"],            (optional: the sole exit NR, or
 --                                             exit candidates in order)
 --   "internet_targets": ["192.0.2.1"],      (optional: what exit candidates
 --                                             ping to tell they carry traffic)
 --   "nodes": [ { "node_id", "facts": {…node facts…}, "subnet", "ipv6_subnet",
+--                "routed_ipv6_subnet" (with routed_ipv6: the NR's /64 of it),
 --                "wireguard_listen_port", "wireguard_public_key",
 --                "wireguard_private_key" (sealed to facts.public_key),
 --                "sealed_to" (the node key it was sealed to),
@@ -104,6 +111,7 @@ end
 function model.sort(net)
   table.sort(net.nodes, by("node_id"))
   if net.access then table.sort(net.access, by("name")) end
+  if net.expose then model.sort_expose(net.expose) end
 end
 
 -- JSON numbers arrive as floats; ports must print as integers.
@@ -118,7 +126,11 @@ function model.normalise(net)
       n.wireguard_listen_port = integer(n.wireguard_listen_port)
       local lp = type(n.facts) == "table" and n.facts.listen_ports
       if type(lp) == "table" then lp.min, lp.max = integer(lp.min), integer(lp.max) end
+      if type(n.facts) == "table" then n.facts.mtu = integer(n.facts.mtu) end
     end
+  end
+  for _, e in ipairs(type(net.expose) == "table" and net.expose or {}) do
+    if type(e) == "table" then e.port = integer(e.port) end
   end
   net.format = integer(net.format)
   return net
@@ -129,6 +141,7 @@ function model.normalise_facts(facts)
     local lp = facts.listen_ports
     lp.min, lp.max = integer(lp.min), integer(lp.max)
   end
+  if type(facts) == "table" then facts.mtu = integer(facts.mtu) end
   return facts
 end
 
@@ -148,9 +161,29 @@ function model.random_id()
   return table.concat(out)
 end
 
--- Parsed ranges of NET (assumed valid).
+-- Parsed ranges of NET (assumed valid): IPv4, IPv6 (ULA), routed IPv6.
 function model.ranges(net)
-  return ip.parse_cidr(net.ip_range), net.ipv6_range and ip.parse_cidr(net.ipv6_range) or nil
+  return ip.parse_cidr(net.ip_range), net.ipv6_range and ip.parse_cidr(net.ipv6_range) or nil,
+    net.routed_ipv6 and ip.parse_cidr(net.routed_ipv6) or nil
+end
+
+-- An uplink's MTU when its facts say none: Ethernet's.
+model.DEFAULT_MTU = 1500
+-- WireGuard's overhead over each underlay family (outer IP, UDP, its own
+-- header and tag).
+model.WG_OVERHEAD = { [4] = 60, [6] = 80 }
+-- Less cannot carry IPv6 inside the mesh.
+model.MIN_MTU = 1280
+
+-- The exposures of NET in their canonical order.
+function model.sort_expose(list)
+  table.sort(list, function(a, b)
+    if a.node ~= b.node then return a.node < b.node end
+    if a.address ~= b.address then return a.address < b.address end
+    if a.proto ~= b.proto then return a.proto < b.proto end
+    return a.port < b.port
+  end)
+  return list
 end
 
 return model

@@ -55,9 +55,9 @@ function policies.endpoint(set, from, to)
   return a
 end
 
--- { subnet, ipv6_subnet } for REQ (see policies/subnet.lua); raises
--- the policy's reason when it finds none.
-function policies.subnet(set, req, range, range6)
+-- { subnet, ipv6_subnet, routed_ipv6_subnet } for REQ (see
+-- policies/subnet.lua); raises the policy's reason when it finds none.
+function policies.subnet(set, req, range, range6, routed)
   local p = set.subnet
   local r, reason = policy.call(p, "subnet", req)
   if r == nil then error(string.format("%s: %s", req.node_id, tostring(reason or "no free subnet")), 0) end
@@ -83,6 +83,17 @@ function policies.subnet(set, req, range, range6)
       policy.breach(p, "subnet", "ipv6_subnet %s is in use", r.ipv6_subnet)
     end
     out.ipv6_subnet = ip.format_cidr(s6)
+  end
+  if routed then
+    local sr = type(r.routed_ipv6_subnet) == "string" and ip.parse_cidr(r.routed_ipv6_subnet, { strict = true })
+    if not sr or sr.family ~= 6 or sr.len ~= 64 or not ip.contains(routed, sr) then
+      policy.breach(p, "subnet", "routed_ipv6_subnet %s is not a /64 inside %s", tostring(r.routed_ipv6_subnet),
+        req.routed_ipv6)
+    end
+    if req.used_routed[ip.format_cidr(sr)] then
+      policy.breach(p, "subnet", "routed_ipv6_subnet %s is in use", r.routed_ipv6_subnet)
+    end
+    out.routed_ipv6_subnet = ip.format_cidr(sr)
   end
   return out
 end

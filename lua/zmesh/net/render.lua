@@ -20,6 +20,9 @@ function render.node(t, id)
     error(string.format("node: '%s' is not a node of network %s", tostring(id), t.net.name), 0)
   end
   local net = t.net
+  local peers = topology.peers(t, id)
+  local expose = topology.expose(t, id)
+  if expose then json.array(expose) end
   local cfg = {
     net_id = net.net_id,
     network = net.name,
@@ -32,9 +35,13 @@ function render.node(t, id)
     wireguard_private_key = n.wireguard_private_key,
     wireguard_public_key = n.wireguard_public_key,
     wireguard_listen_port = n.wireguard_listen_port,
+    routed_ipv6 = net.routed_ipv6,
+    routed_ipv6_subnet = n.routed_ipv6_subnet,
+    expose = expose,
+    mtu = topology.mtu(t, id, peers),
     exit = topology.exit_hop(t, id) and "mesh" or "local",
     exit_for_network = (t.exit == id) or nil,
-    peers = arrays(topology.peers(t, id)),
+    peers = arrays(peers),
     failover = topology.failover(t, id),
   }
   if cfg.failover then
@@ -56,9 +63,10 @@ end
 -- strings and AllowedIPs lists recur in all of them, so each is escaped
 -- once. render.encoder() returns encode(config) with its own memory;
 -- use one per topology (lists are remembered by identity).
-local config_keys = { "exit", "exit_for_network", "failover", "ip_range", "ipv6_range", "ipv6_subnet",
-  "mesh_address", "net_id", "network", "node_id", "peers", "subnet",
-  "wireguard_listen_port", "wireguard_private_key", "wireguard_public_key" }
+local config_keys = { "exit", "exit_for_network", "expose", "failover", "ip_range", "ipv6_range",
+  "ipv6_subnet", "mesh_address", "mtu", "net_id", "network", "node_id", "peers", "routed_ipv6",
+  "routed_ipv6_subnet", "subnet", "wireguard_listen_port", "wireguard_private_key",
+  "wireguard_public_key" }
 local peer_keys = { "allowed_ips", "endpoint", "node_id", "persistent_keepalive", "subnet",
   "wireguard_public_key" }
 

@@ -6,7 +6,13 @@
 --   · an aggregator lists its hidden NRs without endpoint; other public
 --     NRs reach those /24s through the aggregator's peer;
 --   · with a sole exit, every other NR sends 0.0.0.0/0 and ::/0 to the peer
---     that leads to the exit.
+--     that leads to the exit;
+--   · a routed IPv6 prefix (routed_ipv6) enters the network at the exit:
+--     each NR owns its /64 of it like its /24, so the same paths carry
+--     it, and the exit candidates must be public nodes with global IPv6.
+-- Each NR's WireGuard MTU (when a node's facts give its uplink's MTU) is
+-- the smallest its peers' paths allow: the smaller uplink MTU of the two
+-- ends, less WireGuard's overhead over the family they talk over.
 -- External devices (add-access) are served like hidden NRs by the
 -- aggregator they were given ("via"); their id here is "access:NAME".
 -- The aggregator policy gets the choice in force, each hidden node's
@@ -167,6 +173,38 @@ local function add_device(t, a)
   t.aggregators[id] = { a.via }
 end
 
+-- Does node ID's facts have a global IPv6 address (the entry point
+-- forwards the routed prefix over it)?
+local function has_global6(t, id)
+  for _, s in ipairs(t.node[id].facts.addresses) do
+    local a = ip.parsed(s)
+    local class = a and a.family == 6 and ip.classify(a)
+    if class == "global" or class == "documentation" then return true end
+  end
+  return false
+end
+
+-- A routed prefix needs an entry point: the exit, and each of its
+-- fallbacks, a public node with global IPv6.
+local function check_entry(t)
+  local net = t.net
+  if #t.exits == 0 then
+    problem(t, "routed_ipv6: %s has no entry point: the exit NR is the routed prefix's entry point "
+      .. "(zmesh net set-exit FILE NODE)", net.routed_ipv6)
+  end
+  for i, id in ipairs(t.exits) do
+    local field = #t.exits == 1 and "exit" or string.format("exit[%d]", i)
+    if t.role[id] ~= "public" then
+      problem(t, "%s: '%s' is a hidden node: the entry point of routed_ipv6 %s must be public", field, id,
+        net.routed_ipv6)
+    end
+    if not has_global6(t, id) then
+      problem(t, "%s: '%s' has no global IPv6 address in its facts: it cannot be the entry point of "
+        .. "routed_ipv6 %s", field, id, net.routed_ipv6)
+    end
+  end
+end
+
 -- Build the topology of NET (validated) with the policy SET; raises a
 -- message on an impossible network or a policy failure. OPTS.lenient:
 -- an impossible network (e.g. hidden nodes only) still builds, as far
@@ -187,7 +225,11 @@ function topology.build(net, set, opts)
     local list = role == "public" and t.public or t.hidden
     list[#list + 1] = id
     t.mesh[id] = model.mesh_address(ip.parsed(n.subnet))
-    t.owned[id] = { n.subnet, t.mesh[id] .. "/32", n.ipv6_subnet }
+    local owned = { n.subnet, t.mesh[id] .. "/32" }
+    if n.ipv6_subnet then owned[#owned + 1] = n.ipv6_subnet end
+    if n.routed_ipv6_subnet then owned[#owned + 1] = n.routed_ipv6_subnet end
+    t.owned[id] = owned
+    if n.facts.mtu then t.mtus = true end
   end
   table.sort(t.public)
   table.sort(t.hidden)
@@ -202,6 +244,7 @@ function topology.build(net, set, opts)
   for i, n in ipairs(net.nodes) do nodes[i] = { node_id = n.node_id, role = t.role[n.node_id] } end
   t.exits = policies.exit(set, { chosen = net.exit, nodes = nodes })
   t.exit = t.exits[1]
+  if net.routed_ipv6 then step(t, check_entry) end
   return t
 end
 
@@ -268,7 +311,10 @@ end
 local function to_primary(t, exit)
   if exit then return shared(t, "exit", with_defaults) end
   return shared(t, "primary", function()
-    return { t.net.ip_range, model.MESH_RANGE, t.net.ipv6_range }
+    local list = { t.net.ip_range, model.MESH_RANGE }
+    if t.net.ipv6_range then list[#list + 1] = t.net.ipv6_range end
+    if t.net.routed_ipv6 then list[#list + 1] = t.net.routed_ipv6 end
+    return list
   end)
 end
 
@@ -362,6 +408,51 @@ function topology.failover(t, x)
     return list
   end)
   return f
+end
+
+-- The address family X and P talk over (4 or 6): the address one dials
+-- to reach the other; 6 when unknown (a device: the larger overhead).
+local function path_family(t, x, p)
+  local a = (t.role[p] == "public" and topology.dial(t, x, p)) or (t.role[x] == "public" and t.node[p]
+    and topology.dial(t, p, x))
+  if not a then return 6 end
+  return a:find(":", 1, true) and 6 or 4
+end
+
+local function uplink_mtu(t, id)
+  local n = t.node[id]
+  return n and n.facts.mtu or model.DEFAULT_MTU
+end
+
+-- The WireGuard MTU of NR X with PEERS (its rendered peers), or nil when
+-- no node's facts give an MTU (the node derives it from its own uplink).
+-- The smallest its paths allow: for each peer, the smaller uplink MTU of
+-- the two ends less the overhead of the family they talk over; alone,
+-- its own uplink's. Never under 1280 (IPv6's minimum).
+function topology.mtu(t, x, peers)
+  if not t.mtus then return nil end
+  local own = uplink_mtu(t, x)
+  local m
+  for _, p in ipairs(peers) do
+    local v = math.min(own, uplink_mtu(t, p.node_id)) - model.WG_OVERHEAD[path_family(t, x, p.node_id)]
+    m = m and math.min(m, v) or v
+  end
+  m = m or (own - model.WG_OVERHEAD[has_global6(t, x) and 6 or 4])
+  return math.max(m, model.MIN_MTU)
+end
+
+-- What NR X opens to the Internet over the routed prefix: every exposure
+-- on an exit candidate (the entry point), its own elsewhere; nil for none.
+function topology.expose(t, x)
+  local list = t.net.expose
+  if not list or #list == 0 then return nil end
+  local entry = false
+  for _, e in ipairs(t.exits) do if e == x then entry = true end end
+  local out = {}
+  for _, e in ipairs(list) do
+    if entry or e.node == x then out[#out + 1] = { address = e.address, proto = e.proto, port = e.port } end
+  end
+  return #out > 0 and out or nil
 end
 
 -- The peers of NR X, as the NR config lists them.

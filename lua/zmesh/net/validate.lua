@@ -70,6 +70,22 @@ function validate.ipv6_range(value, field)
   return p
 end
 
+-- A routed prefix: global unicast (documentation space too: tests
+-- simulate the Internet with it), where a provider routes it; each NR
+-- gets a /64 of it.
+function validate.routed_ipv6(value, field)
+  field = field or "routed_ipv6"
+  local p = prefix(field, value, 6)
+  local class = ip.classify(p)
+  if class ~= "global" and class ~= "documentation" then
+    fail(field, value, "must be a global unicast prefix (one a provider routes to the exit node), not %s space",
+      class)
+  end
+  if p.len > 64 then fail(field, value, "is smaller than one /64, the routed subnet of one NR") end
+  if p.len < 16 then fail(field, value, "is wider than a /16") end
+  return p
+end
+
 local function integer(field, value, lo, hi)
   if math.type(value) ~= "integer" or value < lo or value > hi then
     fail(field, value, "must be an integer from %d to %d", lo, hi)
@@ -88,7 +104,7 @@ local function string_list(field, value)
 end
 
 local facts_fields = { node_id = true, public_key = true, addresses = true,
-  listen_ports = true, force_role = true, public_endpoints = true }
+  listen_ports = true, force_role = true, public_endpoints = true, mtu = true }
 
 -- Node facts as the node publishes them. WHERE prefixes field names.
 function validate.facts(f, where)
@@ -118,6 +134,7 @@ function validate.facts(f, where)
   if f.force_role ~= nil and f.force_role ~= "public" and f.force_role ~= "hidden" then
     fail(where .. ".force_role", f.force_role, "must be \"public\" or \"hidden\"")
   end
+  if f.mtu ~= nil then integer(where .. ".mtu", f.mtu, model.MIN_MTU, 65535) end
   if f.public_endpoints ~= nil then
     string_list(where .. ".public_endpoints", f.public_endpoints)
     for i, s in ipairs(f.public_endpoints) do
@@ -181,7 +198,19 @@ function validate.subnet6(field, value, range6)
   return check_subnet6(field, value, range6, {})
 end
 
-local function check_node(n, i, range, range6, seen)
+local function check_routed_subnet(field, value, routed, seen)
+  if routed == nil then
+    if value ~= nil then fail(field, value, "is set but the network has no routed_ipv6") end
+    return nil
+  end
+  if value == nil then fail(field, value, "is required: the network has routed_ipv6 %s", ip.format_cidr(routed)) end
+  local p = prefix(field, value, 6)
+  if p.len ~= 64 then fail(field, value, "must be a /64") end
+  if not ip.contains(routed, p) then fail(field, value, "is outside routed_ipv6 %s", ip.format_cidr(routed)) end
+  return claim(seen, p, field, value)
+end
+
+local function check_node(n, i, range, range6, routed, seen)
   local where = string.format("nodes[%d]", i)
   if type(n) ~= "table" then fail(where, n, "must be an object") end
   if not model.valid_node_id(n.node_id) then
@@ -198,6 +227,7 @@ local function check_node(n, i, range, range6, seen)
   seen.node_keys[f.public_key] = n.node_id
   check_subnet(where .. ".subnet", n.subnet, range, seen.v4)
   check_subnet6(where .. ".ipv6_subnet", n.ipv6_subnet, range6, seen.v6)
+  check_routed_subnet(where .. ".routed_ipv6_subnet", n.routed_ipv6_subnet, routed, seen.routed)
   local port = n.wireguard_listen_port
   integer(where .. ".wireguard_listen_port", port, 1, 65535)
   if port < f.listen_ports.min or port > f.listen_ports.max then
@@ -271,6 +301,54 @@ local function check_access(net, range, range6, seen)
   end
 end
 
+-- One exposure: { node, address, proto, port }. NODE and its routed
+-- subnet come from the network (nodes by id).
+function validate.exposure(e, where, nodes)
+  if type(e) ~= "table" then fail(where, e, "must be an object {node, address, proto, port}") end
+  for k in pairs(e) do
+    if k ~= "node" and k ~= "address" and k ~= "proto" and k ~= "port" then
+      fail(where .. "." .. tostring(k), e[k], "is not a field of an exposure (node, address, proto, port)")
+    end
+  end
+  local node = nodes[e.node]
+  if not node then fail(where .. ".node", e.node, "is not a node of the network") end
+  if not node.routed_ipv6_subnet then
+    fail(where .. ".node", e.node, "has no routed IPv6 subnet (the network has no routed_ipv6)")
+  end
+  local a = type(e.address) == "string" and not e.address:find("/", 1, true) and ip.parse_addr(e.address)
+  local sub = ip.parsed(node.routed_ipv6_subnet)
+  if not a or a.family ~= 6 then fail(where .. ".address", e.address, "is not an IPv6 address") end
+  if not ip.contains(sub, a) then
+    fail(where .. ".address", e.address, "is not in %s's routed subnet %s", e.node, node.routed_ipv6_subnet)
+  end
+  if ip.equal(a, ip.host(sub, 0)) or ip.equal(a, ip.host(sub, 1)) then
+    fail(where .. ".address", e.address, "is the routed subnet's network or gateway address")
+  end
+  if ip.format_addr(a) ~= e.address then
+    fail(where .. ".address", e.address, "is not in its shortest form (%s)", ip.format_addr(a))
+  end
+  if e.proto ~= "tcp" and e.proto ~= "udp" then fail(where .. ".proto", e.proto, "must be tcp or udp") end
+  integer(where .. ".port", e.port, 1, 65535)
+  return e
+end
+
+local function check_expose(net, seen)
+  if net.expose == nil then return end
+  if type(net.expose) ~= "table" or json_kind(net.expose) == "object" then
+    fail("expose", net.expose, "must be a list")
+  end
+  local nodes, keys = {}, {}
+  for _, n in ipairs(net.nodes) do nodes[n.node_id] = n end
+  for i, e in ipairs(net.expose) do
+    local where = string.format("expose[%d]", i)
+    validate.exposure(e, where, nodes)
+    local key = string.format("%s %s/%d", e.address, e.proto, e.port)
+    if keys[key] then fail(where, key, "is exposed twice") end
+    keys[key] = true
+  end
+  local _ = seen
+end
+
 -- The network's own fields, without its nodes.
 function validate.header(net)
   if type(net) ~= "table" then fail("network", net, "must be a JSON object") end
@@ -283,6 +361,10 @@ function validate.header(net)
   end
   local range = validate.ip_range(net.ip_range)
   local range6 = net.ipv6_range ~= nil and validate.ipv6_range(net.ipv6_range) or nil
+  local routed = net.routed_ipv6 ~= nil and validate.routed_ipv6(net.routed_ipv6) or nil
+  if routed and range6 and ip.overlaps(routed, range6) then
+    fail("routed_ipv6", net.routed_ipv6, "overlaps ipv6_range %s", net.ipv6_range)
+  end
   if net.exit ~= nil and type(net.exit) ~= "string" then
     if type(net.exit) ~= "table" or #net.exit == 0 or json_kind(net.exit) == "object" then
       fail("exit", net.exit, "must be a node id, or a list of them (the exit, then its fallbacks)")
@@ -306,12 +388,12 @@ function validate.header(net)
       end
     end
   end
-  return range, range6
+  return range, range6, routed
 end
 
 -- The whole network; returns it, or raises the first problem found.
 function validate.network(net)
-  local range, range6 = validate.header(net)
+  local range, range6, routed = validate.header(net)
   if type(net.nodes) ~= "table" or (next(net.nodes) ~= nil and net.nodes[1] == nil) then
     fail("nodes", net.nodes, "must be a list")
   end
@@ -321,8 +403,12 @@ function validate.network(net)
     fail("nodes", #net.nodes, "NRs%s do not fit: ip_range %s holds %d /24 subnets",
       wanted > #net.nodes and " and the access subnet" or "", net.ip_range, capacity)
   end
-  local seen = { nodes = {}, node_keys = {}, v4 = {}, v6 = {} }
-  for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, seen) end
+  if routed and #net.nodes > ip.subnet_count(routed, 64) then
+    fail("nodes", #net.nodes, "NRs do not fit: routed_ipv6 %s holds %d /64 subnets", net.routed_ipv6,
+      ip.subnet_count(routed, 64))
+  end
+  local seen = { nodes = {}, node_keys = {}, v4 = {}, v6 = {}, routed = {} }
+  for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, routed, seen) end
   for _, n in ipairs(net.nodes) do check_record(n, seen) end
   for i, id in ipairs(model.exits(net)) do
     if not seen.nodes[id] then
@@ -330,6 +416,7 @@ function validate.network(net)
     end
   end
   check_access(net, range, range6, seen)
+  check_expose(net, seen)
   return net
 end
 

@@ -17,20 +17,30 @@ local defaults = {
   reconcile_interval = 5,         -- seconds between the daemon's repairs
 }
 
+-- The uplink: static addresses and gateways, and/or DHCP (IPv4) and
+-- router advertisements (IPv6), whose results the daemon's clients write
+-- into run_dir (zmesh.daemon.dhcp) and the ndmz's desired state takes up
+-- (zmesh.node.ndmz); static settings win over what a server says. mtu:
+-- the ndmz uplink's MTU, fixed (else the server's, else the NIC's).
 local function check_uplink(u)
   local at = check.at(u, "uplink")
-  check.known_fields(at, { "mode", "nic", "addresses", "gateway", "gateway6" })
+  check.known_fields(at, { "mode", "nic", "addresses", "gateway", "gateway6", "dhcp", "ra", "mtu" })
   local out = {}
   out.mode = check.oneof(at, "mode", { "macvlan", "move" }, true) or "macvlan"
   out.nic = check.string(at, "nic")
   if #out.nic > 15 or out.nic:find("[/:%s]") then check.fail("uplink.nic", out.nic, "not an interface name") end
+  out.dhcp = check.boolean(at, "dhcp", true) or false
+  out.ra = check.boolean(at, "ra", true) or false
   out.addresses = {}
-  for i, a in ipairs(check.array(at, "addresses", false, "addresses")) do
+  for i, a in ipairs(check.array(at, "addresses", out.dhcp or out.ra, "addresses") or {}) do
     out.addresses[i] = check.interface_addr(a, string.format("uplink.addresses[%d]", i))
   end
-  if #out.addresses == 0 then check.fail("uplink.addresses", nil, "at least one address is needed") end
+  if #out.addresses == 0 and not (out.dhcp or out.ra) then
+    check.fail("uplink.addresses", nil, "at least one address is needed (or \"dhcp\": true, \"ra\": true)")
+  end
   if u.gateway ~= nil then out.gateway = check.address(u.gateway, "uplink.gateway", 4) end
   if u.gateway6 ~= nil then out.gateway6 = check.address(u.gateway6, "uplink.gateway6", 6) end
+  out.mtu = check.integer(at, "mtu", 1280, 65535, true)
   return out
 end
 

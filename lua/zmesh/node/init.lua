@@ -46,11 +46,13 @@ function node.facts(ctx)
   if not key then error(err, 0) end
   local public = key:public()
   key:close()
-  local addresses = {}
+  local addresses, mtu = {}, ctx.cfg.uplink.mtu
   if core.netns.exists(names.NDMZ) then
     for _, a in ipairs(core.addr.dump(names.NDMZ, names.UPLINK) or {}) do
       if a.scope == "global" then addresses[#addresses + 1] = a.addr end
     end
+    local l = core.link.get(names.NDMZ, names.UPLINK)
+    mtu = l and l.mtu or mtu
   else
     for i, a in ipairs(ctx.cfg.uplink.addresses) do addresses[i] = a end
   end
@@ -62,6 +64,9 @@ function node.facts(ctx)
     listen_ports = ctx.cfg.listen_ports,
     force_role = ctx.cfg.force_role,
     public_endpoints = ctx.cfg.public_endpoints,
+    -- The uplink's MTU, when it is not Ethernet's: the network tool
+    -- derives the WireGuard MTU of every path to this node from it.
+    mtu = mtu ~= 1500 and mtu or nil,
   }
 end
 

@@ -7,6 +7,8 @@ local names = require "zmesh.node.names"
 local config = {}
 
 local CGNAT = ip.parse_cidr("100.64.0.0/10")
+-- The NRs' IPv6 uplinks towards the ndmz (names.NR_UPLINK6_RANGE).
+local NR6 = ip.parse_cidr(names.NR_UPLINK6_RANGE)
 
 -- 100.64.<b>.<c>/16 for subnet a.<b>.<c>.0/24: the NR's wg mesh address.
 function config.mesh_address(subnet)
@@ -68,9 +70,14 @@ local function own_prefixes(out)
   own[2] = { p = ip.parse_cidr(mesh_host), what = "mesh address " .. mesh_host }
   local wide = { [ip.key(ip.parse_cidr(out.ip_range))] = true, [ip.key(ip.network(mesh))] = true }
   if out.ipv6_subnet then
-    own[3] = { p = ip.parse_cidr(out.ipv6_subnet), what = "IPv6 subnet " .. out.ipv6_subnet }
+    own[#own + 1] = { p = ip.parse_cidr(out.ipv6_subnet), what = "IPv6 subnet " .. out.ipv6_subnet }
+  end
+  if out.routed_ipv6_subnet then
+    own[#own + 1] = { p = ip.parse_cidr(out.routed_ipv6_subnet),
+      what = "routed IPv6 subnet " .. out.routed_ipv6_subnet }
   end
   if out.ipv6_range then wide[ip.key(ip.parse_cidr(out.ipv6_range))] = true end
+  if out.routed_ipv6 then wide[ip.key(ip.parse_cidr(out.routed_ipv6))] = true end
   return own, wide
 end
 
@@ -107,6 +114,50 @@ local function check_subnet6(c, range6, range6_text)
     check.fail("ipv6_subnet", text, "is not inside ipv6_range " .. range6_text)
   end
   return text
+end
+
+-- The routed IPv6 prefix (global unicast, /16../64), the NR's /64 of it,
+-- and what the user exposed to the Internet in it.
+local function check_routed(c, out)
+  local text, p = check.prefix(c.routed_ipv6, "routed_ipv6", 6)
+  local class = ip.classify(p)
+  if class ~= "global" and class ~= "documentation" then
+    check.fail("routed_ipv6", text, "must be a global unicast prefix, not " .. class .. " space")
+  end
+  if p.len < 16 or p.len > 64 then check.fail("routed_ipv6", text, "must be a /16 to /64") end
+  if out.ipv6_range and ip.overlaps(p, ip.parse_cidr(out.ipv6_range)) then
+    check.fail("routed_ipv6", text, "overlaps ipv6_range " .. out.ipv6_range)
+  end
+  out.routed_ipv6 = text
+  if c.routed_ipv6_subnet == nil then
+    check.fail("routed_ipv6_subnet", nil, "missing (routed_ipv6 needs the NR's /64 of it)")
+  end
+  local sub_text, sub = check.prefix(c.routed_ipv6_subnet, "routed_ipv6_subnet", 6)
+  if sub.len ~= 64 then check.fail("routed_ipv6_subnet", sub_text, "must be a /64") end
+  if not ip.contains(p, sub) then
+    check.fail("routed_ipv6_subnet", sub_text, "is not inside routed_ipv6 " .. text)
+  end
+  out.routed_ipv6_subnet = sub_text
+  if c.expose ~= nil then
+    out.expose = {}
+    local seen = {}
+    for i, e in ipairs(check.array(c, "expose", false, "exposures")) do
+      local where = check.path("expose", i)
+      if not check.is_object(e) then check.fail(where, e, "must be an object {address, proto, port}") end
+      local at = check.at(e, where)
+      check.known_fields(at, { "address", "proto", "port" })
+      local a_text, a = check.address(e.address, check.name(at, "address"), 6)
+      if not ip.contains(p, a) then
+        check.fail(check.name(at, "address"), a_text, "is not inside routed_ipv6 " .. text)
+      end
+      local proto = check.oneof(at, "proto", { "tcp", "udp" })
+      local port = check.integer(at, "port", 1, 65535)
+      local key = string.format("%s %s/%d", a_text, proto, port)
+      if seen[key] then check.fail(where, key, "is listed twice") end
+      seen[key] = true
+      out.expose[i] = { address = a_text, proto = proto, port = port }
+    end
+  end
 end
 
 -- A node id in the failover facts: a node, or a device ("access:NAME").
@@ -214,7 +265,8 @@ end
 function config.validate(c)
   if not check.is_object(c) then error("NR config must be a JSON object", 0) end
   check.known_fields(c, { "net_id", "network", "node_id", "ip_range", "subnet",
-    "ipv6_range", "ipv6_subnet", "wireguard_private_key", "wireguard_public_key",
+    "ipv6_range", "ipv6_subnet", "routed_ipv6", "routed_ipv6_subnet", "expose", "mtu",
+    "wireguard_private_key", "wireguard_public_key",
     "wireguard_listen_port", "mesh_address", "exit", "exit_for_network", "peers", "failover",
     "generation" })
   local out = {}
@@ -246,8 +298,22 @@ function config.validate(c)
     check.fail("mesh_address", c.mesh_address, "must be " .. out.mesh_address .. " for this subnet")
   end
   local range6
-  if c.ipv6_range ~= nil then out.ipv6_range, range6 = check_range6(c) end
+  if c.ipv6_range ~= nil then
+    out.ipv6_range, range6 = check_range6(c)
+    if ip.overlaps(range6, NR6) then
+      check.fail("ipv6_range", out.ipv6_range, "overlaps " .. names.NR_UPLINK6_RANGE
+        .. ", which Zero-Mesh reserves for the NRs' uplinks")
+    end
+  end
   if c.ipv6_subnet ~= nil then out.ipv6_subnet = check_subnet6(c, range6, out.ipv6_range) end
+  if c.routed_ipv6 ~= nil then
+    check_routed(c, out)
+  elseif c.routed_ipv6_subnet ~= nil or c.expose ~= nil then
+    check.fail(c.expose ~= nil and "expose" or "routed_ipv6_subnet",
+      c.expose ~= nil and c.expose or c.routed_ipv6_subnet, "is set but routed_ipv6 is not")
+  end
+  -- The WireGuard MTU the network tool worked out for this NR's paths.
+  out.mtu = check.integer(c, "mtu", 1280, 65535, true)
   -- Checked here so that C (libsodium's strict decoder) never sees it bad.
   out.sealed_private_key = check.string(c, "wireguard_private_key")
   local bad = check.base64_problem(out.sealed_private_key)

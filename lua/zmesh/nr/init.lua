@@ -30,8 +30,7 @@ local function prepare(ctx, cfg)
     end
   end
   local ns = names.nr_ns(cfg.net_id)
-  local rules = context.firewall(ctx, "nr", { uplink = names.UPLINK, range = cfg.ip_range,
-    range6 = cfg.ipv6_range, wg = names.wg_if(cfg.net_id), bridge = names.bridge_if(cfg.net_id) })
+  local rules = context.firewall(ctx, "nr", desired.firewall_ctx(cfg))
   local uplink_addr = uplink.allocate(core, cfg.net_id)
   -- The key last: nothing after it can fail and leave it open.
   local node_key = assert(context.node_key(ctx))
@@ -48,6 +47,7 @@ local function prepare(ctx, cfg)
   return {
     firewall = rules,
     uplink_addr = uplink_addr,
+    uplink = desired.uplink(core),
     private_key = key,
     public_key = public,
     backend = ctx.cfg.wireguard_backend,

@@ -42,6 +42,13 @@ function mesh.build(S, opts)
   return self
 end
 
+-- A fleet of the nodes the caller makes in S itself (another topology):
+-- the user's side (facts, networks) without the standard five nodes.
+function mesh.adopt(S, opts)
+  opts = opts or {}
+  return setmetatable({ S = S, log = opts.log or function() end, dir = sh("mktemp -d"), down = {} }, Fleet)
+end
+
 function Fleet:describe()
   local parts = {}
   for _, n in ipairs(mesh.fleet) do
