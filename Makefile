@@ -133,6 +133,8 @@ install: all
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/zmesh|g' \
 		examples/systemd/zmesh.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/zmesh.service
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/zmesh.service
+	install -d $(DESTDIR)$(PREFIX)/lib/sysctl.d
+	install -m 0644 examples/sysctl/90-zmesh.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/90-zmesh.conf
 
 clean:
 	rm -rf build build-asan

@@ -66,22 +66,28 @@ static int l_remove(lua_State *L)
 	return zm_push_result(L, zm_fs_remove(luaL_checkstring(L, 1)));
 }
 
-/* stat(path) -> {type = "file"|"dir"|"socket"|"symlink"|"other", size} */
+/*
+ * stat(path) -> {type = "file"|"dir"|"socket"|"symlink"|"other", size,
+ * ino, mtime_ns}
+ */
 static int l_stat(lua_State *L)
 {
 	static const char *const types[] = { "", "file", "dir", "socket",
 					     "symlink", "other" };
-	enum zm_fs_type type;
-	off_t size;
-	int err = zm_fs_stat(luaL_checkstring(L, 1), &type, &size);
+	struct zm_fs_info info;
+	int err = zm_fs_stat(luaL_checkstring(L, 1), &info);
 
 	if (err)
 		return zm_push_error(L, err);
-	lua_createtable(L, 0, 2);
-	lua_pushstring(L, types[type]);
+	lua_createtable(L, 0, 4);
+	lua_pushstring(L, types[info.type]);
 	lua_setfield(L, -2, "type");
-	lua_pushinteger(L, (lua_Integer)size);
+	lua_pushinteger(L, (lua_Integer)info.size);
 	lua_setfield(L, -2, "size");
+	lua_pushinteger(L, (lua_Integer)info.ino);
+	lua_setfield(L, -2, "ino");
+	lua_pushinteger(L, (lua_Integer)info.mtime_ns);
+	lua_setfield(L, -2, "mtime_ns");
 	return 1;
 }
 

@@ -123,7 +123,7 @@ int zm_fs_remove(const char *path)
 	return 0;
 }
 
-int zm_fs_stat(const char *path, enum zm_fs_type *type, off_t *size)
+int zm_fs_stat(const char *path, struct zm_fs_info *info)
 {
 	struct stat st;
 
@@ -132,21 +132,24 @@ int zm_fs_stat(const char *path, enum zm_fs_type *type, off_t *size)
 		return -errno;
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
-		*type = ZM_FS_FILE;
+		info->type = ZM_FS_FILE;
 		break;
 	case S_IFDIR:
-		*type = ZM_FS_DIR;
+		info->type = ZM_FS_DIR;
 		break;
 	case S_IFSOCK:
-		*type = ZM_FS_SOCKET;
+		info->type = ZM_FS_SOCKET;
 		break;
 	case S_IFLNK:
-		*type = ZM_FS_SYMLINK;
+		info->type = ZM_FS_SYMLINK;
 		break;
 	default:
-		*type = ZM_FS_OTHER;
+		info->type = ZM_FS_OTHER;
 	}
-	*size = st.st_size;
+	info->size = st.st_size;
+	info->ino = st.st_ino;
+	info->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+			 st.st_mtim.tv_nsec;
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #define ZM_FS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* mkdir -p with MODE for what it creates; existing directories are fine. */
@@ -21,8 +22,15 @@ int zm_fs_remove(const char *path);
 enum zm_fs_type {
 	ZM_FS_FILE = 1, ZM_FS_DIR, ZM_FS_SOCKET, ZM_FS_SYMLINK, ZM_FS_OTHER,
 };
-/* lstat: the type and size of PATH; -ENOENT when there is nothing. */
-int zm_fs_stat(const char *path, enum zm_fs_type *type, off_t *size);
+struct zm_fs_info {
+	enum zm_fs_type type;
+	off_t size;
+	/* Together they tell a file replaced or rewritten (cache checks). */
+	uint64_t ino;
+	int64_t mtime_ns;
+};
+/* lstat: what PATH is; -ENOENT when there is nothing. */
+int zm_fs_stat(const char *path, struct zm_fs_info *info);
 
 /*
  * An exclusive flock(2) on PATH (made 0600 when absent), waited for up to

@@ -1561,13 +1561,15 @@ function fake_core.new()
       return true
     end,
     stat = function(path)
-      local p = io.popen("stat -c %F '" .. path .. "' 2>/dev/null")
-      local kind = p:read("l")
+      local p = io.popen("stat -c '%F|%s|%i|%.9Y' '" .. path .. "' 2>/dev/null")
+      local line = p:read("l")
       p:close()
-      if not kind then return err("ENOENT", "no file " .. path) end
+      if not line then return err("ENOENT", "no file " .. path) end
+      local kind, size, ino, sec, frac = line:match("^(.-)|(%d+)|(%d+)|(%d+)%.(%d+)$")
       local types = { ["regular file"] = "file", ["regular empty file"] = "file",
         directory = "dir", socket = "socket", ["symbolic link"] = "symlink" }
-      return { type = types[kind] or "other", size = 0 }
+      return { type = types[kind] or "other", size = tonumber(size), ino = tonumber(ino),
+        mtime_ns = tonumber(sec) * 1000000000 + tonumber(frac) }
     end,
     -- One process: a lock is held or not; a second holder is refused.
     lock = function(path)

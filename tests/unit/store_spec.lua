@@ -39,6 +39,24 @@ describe("node store", function()
     assert.matches('"kind": "nr"', text, 1, true)
   end)
 
+  it("reads a file again once it was replaced, and never hands out its cache", function()
+    store.write(dir .. "/nrs/abc.json", "nr", { net_id = "abc", peers = { { node_id = "n2" } } })
+    local first = store.read_all(dir .. "/nrs", "nr", {})
+    -- What a caller does to its copy stays its own.
+    first.abc.peers[1].node_id = "changed"
+    first.abc.extra = true
+    assert.same({ net_id = "abc", peers = { { node_id = "n2" } } }, store.read_all(dir .. "/nrs", "nr", {}).abc)
+    -- A new version (written, as every write is, by a rename) is read.
+    store.write(dir .. "/nrs/abc.json", "nr", { net_id = "abc", peers = { { node_id = "n3" } } })
+    assert.equal("n3", store.read_all(dir .. "/nrs", "nr", {}).abc.peers[1].node_id)
+    -- So is one rewritten in place by someone else, same size or not.
+    write(dir .. "/nrs/abc.json", '{"format": 1, "kind": "nr", "data": {"net_id": "abc", "peers": []}}')
+    assert.same({}, store.read_all(dir .. "/nrs", "nr", {}).abc.peers)
+    -- And a file gone is gone.
+    os.remove(dir .. "/nrs/abc.json")
+    assert.same({}, store.read_all(dir .. "/nrs", "nr", {}))
+  end)
+
   it("sets aside a truncated, a foreign and a future file, and reports each", function()
     store.write(dir .. "/nrs/good.json", "nr", { net_id = "good" })
     write(dir .. "/nrs/cut.json", '{"format": 1, "kind": "nr", "data": {"net_')

@@ -34,6 +34,7 @@ local json = require "zmesh.json"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local paths = require "zmesh.nr.paths"
+local store = require "zmesh.node.store"
 local policy = require "zmesh.policy"
 
 local failover = {}
@@ -427,10 +428,19 @@ function F:check_internet()
 end
 
 -- (Re)read the stored NRs with failover facts; open what is new.
-function F:refresh()
+-- Take up the stored NR configs: every one, or only NR ONLY's (after an
+-- apply or a removal of that NR: the others did not change, and reading
+-- and checking all of them per call made each apply cost O(NRs)).
+function F:refresh(only)
   local ctx = context.load({ config = self.d.config_path })
-  local seen, any_exit, targets = {}, false, nil
-  for id, raw in pairs(context.saved_nrs(ctx)) do
+  local stored
+  if only then
+    stored = { [only] = store.read(context.nr_file(ctx, only), "nr", {}) }
+  else
+    stored = context.saved_nrs(ctx)
+  end
+  local seen = {}
+  for id, raw in pairs(stored) do
     local ok, cfg = pcall(nr_config.validate, raw)
     if ok and cfg.failover then
       seen[id] = true
@@ -443,24 +453,28 @@ function F:refresh()
         n.reopen = false
         self:open(n)
       end
-      for _, e in ipairs(cfg.failover.exits or {}) do
-        if e == cfg.node_id then
-          any_exit = true
-          for _, a in ipairs(cfg.failover.internet_targets or {}) do
-            targets = targets or {}
-            targets[#targets + 1] = a
-          end
+    end
+  end
+  for id, n in pairs(self.nrs) do
+    if not seen[id] and (not only or id == only) then
+      if n.probe then n.poll:stop() n.poll:close() n.probe:close() end
+      self.nrs[id] = nil
+    end
+  end
+  -- Is this node an exit candidate of any network, and what must it reach?
+  local any_exit, targets = false, nil
+  for _, n in pairs(self.nrs) do
+    for _, e in ipairs(n.cfg.failover.exits or {}) do
+      if e == n.cfg.node_id then
+        any_exit = true
+        for _, a in ipairs(n.cfg.failover.internet_targets or {}) do
+          targets = targets or {}
+          targets[#targets + 1] = a
         end
       end
     end
   end
   self.internet_targets = targets
-  for id, n in pairs(self.nrs) do
-    if not seen[id] then
-      if n.probe then n.poll:stop() n.poll:close() n.probe:close() end
-      self.nrs[id] = nil
-    end
-  end
   self.exit_candidate = any_exit
 end
 

@@ -13,7 +13,10 @@
 -- first job converges the node to it (boot restore), and then every
 -- reconcile_interval seconds (repairs: a dead wireguard-go, a deleted
 -- route, a flipped nft rule). An NR whose converge keeps failing backs off
--- (doubling, up to five minutes) instead of spinning.
+-- (doubling, up to five minutes) instead of spinning. The loop rests at
+-- least three times as long as its last converge took, so that a node
+-- with many NRs (a converge of 200 takes seconds) keeps its one writer
+-- free for API calls three quarters of the time.
 --
 -- The data plane never depends on this process: stopping, restarting or
 -- killing it leaves every NR as it was.
@@ -173,10 +176,14 @@ function D:finish(job, reply)
       for id, res in pairs(reply.result and reply.result.nrs or {}) do
         if res.changes and #res.changes > 0 then self.failover:reopen(id) end
       end
-    elseif job.entry == "nr.apply" and type(job.params) == "table" then
-      self.failover:reopen(job.params.net_id)
     end
-    local ok, err = pcall(self.failover.refresh, self.failover)
+    local only
+    if (job.entry == "nr.apply" or job.entry == "nr.remove") and type(job.params) == "table"
+        and type(job.params.net_id) == "string" then
+      only = job.params.net_id
+      if job.entry == "nr.apply" then self.failover:reopen(only) end
+    end
+    local ok, err = pcall(self.failover.refresh, self.failover, only)
     if not ok then self:log("failover: %s", tostring(err)) end
   end
   local took = now() - (job.started or now())
@@ -191,8 +198,10 @@ end
 
 local function count_changes(list) return list and #list or 0 end
 
-function D:converge()
+-- OPTS.periodic: the reconcile loop's tick, which waits out its rest.
+function D:converge(opts)
   if self.converging or self.stopping then return end
+  if opts and opts.periodic and self.rest_until and now() < self.rest_until then return end
   self.converging = true
   local skip, t = {}, now()
   for id, b in pairs(self.backoff) do
@@ -218,6 +227,7 @@ function D:converged(reply, took)
     end
   end
   self.last_converge = { at = now(), seconds = took, ok = reply.ok, error = reply.error }
+  self.rest_until = now() + 3 * took
   self.metrics:add("zmesh_converges_total", { result = reply.ok and "ok" or "error" })
   self.metrics:set("zmesh_converge_seconds", nil, took)
   if not reply.ok then
@@ -493,7 +503,7 @@ function daemon.run(opts)
   self:listen()
   self.reconcile_timer = uv.new_timer()
   local interval = math.floor(self.cfg.reconcile_interval * 1000)
-  self.reconcile_timer:start(interval, interval, function() self:converge() end)
+  self.reconcile_timer:start(interval, interval, function() self:converge({ periodic = true }) end)
   for _, sig in ipairs({ "sigterm", "sigint" }) do
     local s = uv.new_signal()
     s:start(sig, function() self:stop(sig) end)

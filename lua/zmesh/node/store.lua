@@ -42,6 +42,36 @@ local function decode(path, kind)
   return doc.data
 end
 
+-- What this process decoded, by path: {ino, mtime_ns, size, kind, data}.
+-- A long-lived writer (the daemon's) reads every stored NR per apply (the
+-- listen-port check); decoding 200 files each time made an apply cost
+-- O(NRs). Every write is a rename, so a changed file has a new inode.
+local cache = {}
+
+-- A deep copy that keeps JSON marks (metatables): callers may change
+-- what they get without changing the cache.
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
+local function cached_decode(path, kind)
+  local st = core.fs.stat(path)
+  local hit = cache[path]
+  if st and st.mtime_ns and hit and hit.ino == st.ino and hit.mtime_ns == st.mtime_ns
+      and hit.size == st.size and hit.kind == kind then
+    return copy(hit.data)
+  end
+  cache[path] = nil
+  local data, why = decode(path, kind)
+  if data and st and st.mtime_ns then
+    cache[path] = { ino = st.ino, mtime_ns = st.mtime_ns, size = st.size, kind = kind, data = copy(data) }
+  end
+  return data, why
+end
+
 -- Every <id>.json of KIND in DIR: {id → data}. PROBLEMS (a list) gets a
 -- line for each file set aside.
 function store.read_all(dir, kind, problems)
@@ -50,7 +80,7 @@ function store.read_all(dir, kind, problems)
     local id = file:match("^([a-z0-9]+)%.json$")
     if id then
       local path = dir .. "/" .. file
-      local data, why = decode(path, kind)
+      local data, why = cached_decode(path, kind)
       if data then out[id] = data else set_aside(path, why, problems) end
     end
   end

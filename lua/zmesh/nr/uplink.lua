@@ -18,6 +18,11 @@ end
 -- Reads every NR namespace (read-only) and picks NET_ID's address.
 function uplink.allocate(core, net_id)
   local mine = names.nr_ns(net_id)
+  -- An NR that has its address keeps it: one read, not one per NR.
+  if core.netns.exists(mine) then
+    local a = current(core, mine)
+    if a then return a end
+  end
   local used = {}
   for _, ns in ipairs(core.netns.list() or {}) do
     if ns:match("^n%-[a-z0-9]+$") then
