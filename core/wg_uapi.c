@@ -12,6 +12,7 @@
 #include "wg_backend.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +33,12 @@
 #include <sodium.h>
 
 #define IO_BUF 4096
+
+/*
+ * What wireguard-go itself asks for since v0.0.20230223 (SO_RCVBUFFORCE,
+ * SO_SNDBUFFORCE); the kernel doubles it.
+ */
+#define UDP_BUFFER (7 << 20)
 
 static int socket_path(const char *name, struct sockaddr_un *sun)
 {
@@ -98,6 +106,112 @@ int zm_wg_uapi_pid(const char *name)
 		return -ESRCH;
 	}
 	return cred.pid;
+}
+
+/* 1 when the last word of PID's command line is NAME ("… -f NAME"). */
+static int serves_name(pid_t pid, const char *name)
+{
+	char path[64], buf[512], *last;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	if (buf[n - 1] == '\0')
+		n--;
+	buf[n] = '\0';
+	last = memrchr(buf, '\0', (size_t)n);
+	return !strcmp(last ? last + 1 : buf, name);
+}
+
+/* Raise the buffers of FD of PIDFD's process if it is a UDP socket. */
+static int raise_udp_buffers(int pidfd, int target)
+{
+	int fd, type, domain, have, size = UDP_BUFFER, err = 0;
+	socklen_t len = sizeof(int);
+
+	fd = syscall(SYS_pidfd_getfd, pidfd, target, 0);
+	if (fd < 0)
+		return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
+	    type != SOCK_DGRAM)
+		goto out;
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) ||
+	    (domain != AF_INET && domain != AF_INET6))
+		goto out;
+	len = sizeof(have);
+	if (!getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &have, &len) && have >= size)
+		goto out;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
+		err = -errno;
+out:
+	close(fd);
+	return err;
+}
+
+/*
+ * wireguard-go before v0.0.20230223 (Debian 12 ships v0.0.20220316)
+ * leaves its UDP sockets at net.core.rmem_default (208 KiB; global, and
+ * read-only inside a namespace): a burst of some 90 packets overflows
+ * the receiving one (UdpRcvbufErrors) and TCP through the tunnel backs
+ * off. Give them what newer versions take themselves, from outside: each
+ * UDP socket of the daemon answering on FD, taken with pidfd_getfd(2).
+ * It binds again on every port change and every time its link comes up
+ * (which it notices up to a second late), so this runs after every set
+ * and get; a socket already raised costs one getsockopt.
+ */
+static int raise_daemon_buffers(int fd, const char *name)
+{
+	char path[64], link[32];
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct dirent *e;
+	int pidfd, err = 0, ret;
+	ssize_t n;
+	DIR *dir;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		return -errno;
+	pidfd = syscall(SYS_pidfd_open, cred.pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	/*
+	 * The pid that listened: a daemon started without -f handed the
+	 * socket to a child and exited, and the pid may be a stranger's now.
+	 */
+	if (!serves_name(cred.pid, name)) {
+		err = -ESRCH;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", cred.pid);
+	dir = opendir(path);
+	if (!dir) {
+		err = -errno;
+		goto out;
+	}
+	while ((e = readdir(dir))) {
+		n = readlinkat(dirfd(dir), e->d_name, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, "socket:", 7))
+			continue;
+		ret = raise_udp_buffers(pidfd, atoi(e->d_name));
+		if (ret && !err)
+			err = ret;
+	}
+	closedir(dir);
+out:
+	close(pidfd);
+	return err;
 }
 
 /* A request writer whose buffer may hold keys: sodium memory. */
@@ -318,6 +432,9 @@ int zm_wg_uapi_set(const struct zm_wg_device *dev)
 	if (err)
 		zm_err_set("userspace WireGuard '%s' refused the change",
 			   dev->name);
+	else
+		/* Tuning only: the change is made, whatever this returns. */
+		raise_daemon_buffers(fd, dev->name);
 	reader_free(&r);
 out_writer:
 	writer_free(&w);
@@ -441,6 +558,8 @@ int zm_wg_uapi_get(const char *name, struct zm_wg_device **out)
 		err = ret;
 	if (!err)
 		err = status;
+	if (!err)
+		raise_daemon_buffers(fd, name);
 out_reader:
 	reader_free(&r);
 out_close:
@@ -557,6 +676,23 @@ int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
 }
 
 /*
+ * Every signal to its default action, none blocked (a forked child only).
+ * glibc refuses its own two (32, 33); Go leaves them alone.
+ */
+static void reset_signals(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigset_t none;
+	int sig;
+
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/*
  * Forked twice so that the daemon belongs to no one (init reaps it) and
  * outlives a short-lived zmesh. The middle child reports the daemon's pid;
  * a close-on-exec pipe reports a failed exec.
@@ -602,6 +738,13 @@ static int spawn_daemon(const struct zm_wg_create *c, pid_t *out)
 			dup2(exec_pipe[1], 3);
 			fcntl(3, F_SETFD, FD_CLOEXEC);
 			close_range(4, ~0U, 0);
+			/*
+			 * Nor the caller's signals: an ignored one stays
+			 * ignored across exec, and a blocked one stays
+			 * blocked in every Go thread (SIGTERM pending for
+			 * ever, SIGURG: no preemption).
+			 */
+			reset_signals();
 			/*
 			 * Only what it needs: the caller's environment
 			 * (secrets, proxies, Go tuning) is none of its business.
@@ -654,6 +797,44 @@ out:
 	return err;
 }
 
+/*
+ * The last line of a daemon's log, for the error text of a daemon that
+ * died at start (its log goes with a rolled-back NR). Empty when none.
+ */
+static void log_tail(const char *path, char *out, size_t size)
+{
+	char buf[512];
+	ssize_t n;
+	size_t len;
+	off_t end;
+	char *line;
+	int fd;
+
+	out[0] = '\0';
+	if (!path)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end > (off_t)sizeof(buf) - 1)
+		lseek(fd, end - (off_t)sizeof(buf) + 1, SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	line = strrchr(buf, '\n');
+	line = line ? line + 1 : buf;
+	len = strnlen(line, size - 1);
+	memcpy(out, line, len);
+	out[len] = '\0';
+}
+
 int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 {
 	unsigned int timeout = c->timeout_ms ? c->timeout_ms : 5000;
@@ -691,8 +872,11 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 	/* Moving the link before the API socket answers kills the daemon. */
 	while (!zm_wg_uapi_serves(c->name)) {
 		if (!zm_pid_alive(daemon_pid)) {
-			zm_err_set("wireguard-go for '%s' exited at start (see %s)",
-				   c->name, c->log_path ? c->log_path : "its log");
+			char last[200];
+
+			log_tail(c->log_path, last, sizeof(last));
+			zm_err_set("wireguard-go for '%s' exited at start%s%s",
+				   c->name, last[0] ? ": " : "", last);
 			err = -ECHILD;
 			goto fail;
 		}

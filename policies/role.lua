@@ -93,13 +93,31 @@ local function role(node)
   return "hidden"
 end
 
+-- What NODE can dial from: whether it has any address (none: unknown,
+-- any family), a public or a usable IPv6 address, a usable IPv4 one.
+-- Cached like the parsing: endpoint() asks it for every pair.
+local sources = setmetatable({}, { __mode = "k" })
+local function source(node)
+  local s = sources[node]
+  if s then return s end
+  s = {
+    none = #(node.addresses or {}) == 0,
+    public6 = first(node, 6, is_public_class) ~= nil,
+    usable6 = first(node, 6, is_usable_class) ~= nil,
+    usable4 = first(node, 4, is_usable_class) ~= nil,
+  }
+  sources[node] = s
+  return s
+end
+
 local function endpoint(from, to)
   local v4, v6, global6 = dial(to)
-  if #(from.addresses or {}) == 0 then return v4 or v6 end
+  local s = source(from)
+  if s.none then return v4 or v6 end
   -- A global IPv6 target needs a global IPv6 source; any IPv4 source
   -- reaches any IPv4 target (NAT carries it out).
-  if v6 and first(from, 6, global6 and is_public_class or is_usable_class) then return v6 end
-  if v4 and first(from, 4, is_usable_class) then return v4 end
+  if v6 and (global6 and s.public6 or not global6 and s.usable6) then return v6 end
+  if v4 and s.usable4 then return v4 end
   return nil
 end
 

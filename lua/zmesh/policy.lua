@@ -200,7 +200,10 @@ end
 -- A deep copy of table ROOT, read raw (no metamethods run), with the
 -- same sharing and no metatables. MAP_VALUE(t) says what a table value
 -- becomes: true to copy it too, or the value to put instead. MAP_OTHER
--- maps keys and function values.
+-- maps table and function keys and function values; other keys and
+-- values are kept as they are without a call (copies run under the
+-- budget's hook, where every instruction counts: an ip.parsed result is
+-- copied for every address the role policy reads).
 local function copy(root, map_value, map_other)
   local seen = { [root] = {} }
   local todo, n = { root }, 1
@@ -226,7 +229,9 @@ local function copy(root, map_value, map_other)
       elseif tv == "function" then
         v = map_other(v)
       end
-      c[map_other(k)] = v
+      local tk = raw_type(k)
+      if tk == "table" or tk == "function" then k = map_other(k) end
+      c[k] = v
     end
   end
   return seen[root]

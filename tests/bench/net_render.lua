@@ -1,7 +1,9 @@
 -- Benchmark: render one node's NR config, and every node's, from a
 -- network of 1000 NRs (600 public, 400 hidden, IPv6, a sole exit).
--- Targets: one node < 50 ms, all < 5 s. Times are printed with their
--- ratio to a baseline of the same run: loading (parsing) the network file.
+-- Times are medians of several cold runs, printed with their ratio to a
+-- baseline of the same run: loading (parsing) the network file.
+-- Targets (issue 14): one node within 3x the baseline, every node under
+-- 5 s; each line says met or MISSED, nothing is asserted.
 -- Run by `make bench` with the real zmesh.core (keys made in C).
 local ip = require "zmesh.ip"
 local json = require "zmesh.json"
@@ -17,18 +19,19 @@ collectgarbage("incremental", 400)
 
 local function clock() return os.clock() end
 
--- Best of RUNS timings of FN, in milliseconds, each from a cold start
+-- Median of RUNS timings of FN, in milliseconds, each from a cold start
 -- (nothing parsed before), as a `zmesh net render` process has it.
 local function time(runs, fn)
-  local best = math.huge
-  for _ = 1, runs do
+  local ms = {}
+  for i = 1, runs do
     ip.forget()
     collectgarbage()
     local t0 = clock()
     fn()
-    best = math.min(best, (clock() - t0) * 1000)
+    ms[i] = (clock() - t0) * 1000
   end
-  return best
+  table.sort(ms)
+  return ms[(runs + 1) // 2]
 end
 
 -- The network, built as add-node would (same fields, real sealed keys),
@@ -61,34 +64,43 @@ local path = os.tmpname()
 net.save(build(), path)
 local f = io.open(path) local size = #f:read("a") f:close()
 
+local RUNS = 7
 local n
-local baseline = time(5, function() n = net.load(path) end)
+local baseline = time(RUNS, function() n = net.load(path) end)
 local policies = net.policies()
 local opts = { policies = policies }
 
+-- One line: time, ratio, and the target's verdict when it has one:
+-- "ratio" (at most that many times the baseline) or "ms" (under it).
 local function report(what, ms, target)
-  print(string.format("%-50s %9.1f ms  %6.1fx baseline%s", what, ms, ms / baseline,
-    target and string.format("  (target < %d ms: %s)", target, ms < target and "met" or "MISSED") or ""))
+  local verdict = ""
+  if target and target.ratio then
+    verdict = string.format("  (target <= %dx: %s)", target.ratio, ms <= target.ratio * baseline and "met" or "MISSED")
+  elseif target then
+    verdict = string.format("  (target < %d ms: %s)", target.ms, ms < target.ms and "met" or "MISSED")
+  end
+  print(string.format("%-50s %9.1f ms  %6.1fx baseline%s", what, ms, ms / baseline, verdict))
 end
 
+local ONE, ALL = { ratio = 3 }, { ms = 5000 }
 print(string.format("network: %d NRs (%d public, %d hidden), file %.0f KiB", NRS, PUBLIC, NRS - PUBLIC, size / 1024))
 report("baseline: load (parse) the network file", baseline)
-report("validate the network file", time(5, function() net.topology(n, opts) end))
-report("render one public node (load, render, JSON)", time(5, function()
+report("validate the network file (and build its topology)", time(RUNS, function() net.topology(n, opts) end))
+report("render one public node (load, render, JSON)", time(RUNS, function()
   net.render_json(net.load(path), "node0001", opts)
-end), 50)
-report("render one hidden node (load, render, JSON)", time(5, function()
+end), ONE)
+report("render one hidden node (load, render, JSON)", time(RUNS, function()
   net.render_json(net.load(path), "node0999", opts)
-end), 50)
-report("render one public node, loading policies", time(5, function()
+end), ONE)
+report("render one public node, loading policies", time(RUNS, function()
   net.render_json(net.load(path), "node0001")
-end), 50)
-report("render one public node, pretty JSON (as the CLI)", time(5, function()
+end), ONE)
+report("render one public node, pretty JSON (as the CLI)", time(RUNS, function()
   json.encode(net.render(net.load(path), "node0001", opts), { pretty = true })
-end), 50)
-report("render all nodes (load, render, JSON)", time(1, function()
+end), ONE)
+report("render every node (load, render, JSON), total", time(1, function()
   net.render_all_json(net.load(path), opts)
-end), 5000)
+end), ALL)
 -- The whole command, process start included (wall clock).
 local bin = os.getenv("ZMESH_BIN")
 if bin then
@@ -98,12 +110,13 @@ if bin then
     p:close()
     return ns / 1e6
   end
-  local best = math.huge
-  for _ = 1, 3 do
+  local ms = {}
+  for i = 1, 3 do
     local t0 = now_ms()
     os.execute(string.format("%s net render %s node0001 >/dev/null", bin, path))
-    best = math.min(best, now_ms() - t0)
+    ms[i] = now_ms() - t0
   end
-  report("`zmesh net render FILE NODE`, wall clock", best)
+  table.sort(ms)
+  report("`zmesh net render FILE NODE`, wall clock", ms[2])
 end
 os.remove(path)

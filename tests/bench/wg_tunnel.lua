@@ -12,6 +12,7 @@
 -- 0.95. Nothing is asserted about timings. Run by `make bench` (plain
 -- lua5.4, see LUA_ENV there); ZMESH_BENCH_WG_ROUNDS and
 -- ZMESH_BENCH_WG_SECONDS change the rounds and the seconds of each run.
+local core = require "zmesh.core"
 local h = dofile((os.getenv("ZMESH_ROOT") or ".") .. "/tests/fixtures/wg/helpers.lua")
 
 local ROUNDS = tonumber(os.getenv("ZMESH_BENCH_WG_ROUNDS") or "") or 4
@@ -33,6 +34,10 @@ local function build()
     local r = h.ping(s.client, s.addr, "-c 3 -i 0.05 -W 2") -- handshake done
     assert(r.received == 3, s.name .. ": no path: " .. r.out)
   end
+  -- Read back, as the node agent's reconcile does: each daemon bound its
+  -- UDP socket when it noticed its link up (after core.wg.set), and a
+  -- read raises that socket's buffers (core/wg_uapi.c).
+  for _, e in ipairs({ { z.WA, z.ia }, { z.WB, z.ib } }) do assert(core.wg.get { ns = e[1], name = e[2] }) end
   return setups
 end
 

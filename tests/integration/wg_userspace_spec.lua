@@ -90,6 +90,29 @@ describe("wg (userspace)", function()
     assert.equal(tostring(a.peers[1].tx_bytes), fields[7])
   end)
 
+  it("gives the daemon's UDP sockets large buffers (Debian's wireguard-go leaves the default)", function()
+    tunnel("192.0.2.2:51821", "192.0.2.1:51820")
+    -- The daemon binds once it notices its link up (it polls each second);
+    -- a read after that raises what it bound.
+    local function buffers()
+      assert(core.wg.get { ns = WA, name = ia })
+      local out = testns.exec(A, "ss -ulmn 'sport = :51820'")
+      local sizes = {}
+      for rb in out:gmatch("rb(%d+)") do sizes[#sizes + 1] = tonumber(rb) end
+      return sizes
+    end
+    local deadline, sizes = os.time() + 5, {}
+    repeat
+      sizes = buffers()
+      local all = #sizes > 0
+      for _, v in ipairs(sizes) do all = all and v >= 7 * 1024 * 1024 end
+      if all then break end
+      os.execute("sleep 0.2")
+    until os.time() > deadline
+    assert.is_true(#sizes > 0, "no UDP socket on port 51820 in " .. A)
+    for _, v in ipairs(sizes) do assert.is_true(v >= 7 * 1024 * 1024, "receive buffer " .. v) end
+  end)
+
   it("carries traffic over IPv6 endpoints", function()
     tunnel("[2001:db8::2]:51821", "[2001:db8::1]:51820")
     local out, ok = testns.exec(WB, "ping -c 5 -i 0.5 -W 2 10.9.1.1")

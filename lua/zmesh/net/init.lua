@@ -509,14 +509,18 @@ function net.render_json(n, id, opts)
   return render.encoder()(net.render(n, id, opts))
 end
 
--- Every config as one JSON object keyed by node id, compact.
+-- Every config as one JSON object keyed by node id, compact: built in
+-- pieces and joined once (it holds N² peers).
 function net.render_all_json(n, opts)
   local t = net.topology(n, opts)
-  local encode, parts = render.encoder(), {}
-  for _, node in ipairs(n.nodes) do
-    parts[#parts + 1] = json.encode(node.node_id) .. ":" .. encode(render.node(t, node.node_id))
+  local _, into = render.encoder()
+  local out = {}
+  for i, node in ipairs(n.nodes) do
+    out[#out + 1] = (i == 1 and "{" or ",") .. json.encode(node.node_id) .. ":"
+    into(out, render.node(t, node.node_id))
   end
-  return "{" .. table.concat(parts, ",") .. "}"
+  out[#out + 1] = #n.nodes == 0 and "{}" or "}"
+  return table.concat(out)
 end
 
 function net.graph(n, opts)

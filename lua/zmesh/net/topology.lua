@@ -55,11 +55,9 @@ function topology.dial(t, id, p)
   return a or nil
 end
 
--- "addr:port" of P as ID dials it; two NRs behind one address must not
--- share a port.
-function topology.endpoint(t, id, p)
-  local a = topology.dial(t, id, p)
-  if not a then return nil end
+-- "addr:port" of P dialled at address A; two NRs behind one address
+-- must not share a port.
+local function endpoint_at(t, p, a)
   local texts = t.endpoints[p]
   if not texts then texts = {} t.endpoints[p] = texts end
   local ep = texts[a]
@@ -73,6 +71,13 @@ function topology.endpoint(t, id, p)
   end
   t.listeners[ep], texts[a] = p, ep
   return ep
+end
+
+-- "addr:port" of P as ID dials it, or nil.
+function topology.endpoint(t, id, p)
+  local a = topology.dial(t, id, p)
+  if not a then return nil end
+  return endpoint_at(t, p, a)
 end
 
 -- A network problem (not a policy's fault): raised, and remembered so
@@ -215,7 +220,7 @@ function topology.build(net, set, opts)
     net = net, set = set, node = {}, role = {}, public = {}, hidden = {},
     owned = {}, mesh = {}, aggregators = {}, carried = {}, standby = {},
     devices = {}, device = {}, device_facts = {}, dials = {}, listeners = {}, endpoints = {},
-    shared = {}, lenient = opts and opts.lenient or nil,
+    shared = {}, via = {}, peer_entries = {}, lenient = opts and opts.lenient or nil,
   }
   for _, n in ipairs(net.nodes) do
     local id = n.node_id
@@ -293,12 +298,14 @@ end
 -- everything).
 local function via_public(t, p, exit)
   if exit then return shared(t, "exit", with_defaults) end
-  return shared(t, "via:" .. p, function()
-    local list = {}
+  local list = t.via[p]
+  if not list then
+    list = {}
     append(list, t.owned[p])
     for _, h in ipairs(t.carried[p]) do append(list, t.owned[h]) end
-    return list
-  end)
+    t.via[p] = list
+  end
+  return list
 end
 
 -- What an aggregator routes to hidden NR (or device) H it is primary for.
@@ -330,6 +337,25 @@ local function peer(t, id, allowed)
   }
 end
 
+-- The peer entry of ID with ALLOWED and ENDPOINT (nil: none), shared
+-- like its AllowedIPs: a public NR is the same entry in the configs of
+-- every NR that dials it over the same address, so the entry is built
+-- (and encoded, see render.encoder) once, not once per config.
+local function shared_peer(t, id, allowed, endpoint)
+  local by_list = t.peer_entries[id]
+  if not by_list then by_list = {} t.peer_entries[id] = by_list end
+  local by_ep = by_list[allowed]
+  if not by_ep then by_ep = {} by_list[allowed] = by_ep end
+  local key = endpoint or false
+  local e = by_ep[key]
+  if not e then
+    e = peer(t, id, allowed)
+    e.endpoint = endpoint
+    by_ep[key] = e
+  end
+  return e
+end
+
 -- The peers of a hidden NR: its aggregators, primary first.
 local function hidden_peers(t, x, exit_hop)
   local out = {}
@@ -342,29 +368,46 @@ local function hidden_peers(t, x, exit_hop)
   return out
 end
 
+-- Lists A and B of peer entries, each in id order, merged in id order
+-- (the ids are distinct: t.order's order, without scanning t.order).
+local function merge(a, b)
+  if #b == 0 then return a end
+  local out, i, j = {}, 1, 1
+  while a[i] and b[j] do
+    if a[i].node_id < b[j].node_id then
+      out[#out + 1], i = a[i], i + 1
+    else
+      out[#out + 1], j = b[j], j + 1
+    end
+  end
+  table.move(a, i, #a, #out + 1, out)
+  table.move(b, j, #b, #out + 1, out)
+  return out
+end
+
+local function by_node_id(a, b) return a.node_id < b.node_id end
+
 -- The peers of a public NR: every other public NR (carrying what it
 -- serves), and the hidden NRs and devices it serves itself; in id order.
 local function public_peers(t, x, exit_hop)
-  local by_id = {}
+  local out = {}
+  local dial = topology.dial
   for _, p in ipairs(t.public) do
     if p ~= x then
-      local e = peer(t, p, via_public(t, p, exit_hop == p))
-      e.endpoint = topology.endpoint(t, x, p)
-      if not e.endpoint then
+      local a = dial(t, x, p)
+      local ep = a and endpoint_at(t, p, a)
+      if not ep then
         error(string.format("nodes[%s]: public node %s cannot reach public node %s (no address family in common); "
           .. "set force_role \"hidden\" on one of them, or public_endpoints", x, x, p), 0)
       end
-      by_id[p] = e
+      out[#out + 1] = shared_peer(t, p, via_public(t, p, exit_hop == p), ep)
     end
   end
-  for _, h in ipairs(t.carried[x]) do by_id[h] = peer(t, h, to_hidden(t, h, exit_hop == h)) end
-  for _, h in ipairs(t.standby[x]) do by_id[h] = peer(t, h, standby(t)) end
-  local out = {}
-  for _, id in ipairs(t.order) do
-    local e = by_id[id]
-    if e then out[#out + 1] = e end
-  end
-  return out
+  local served = {}
+  for _, h in ipairs(t.carried[x]) do served[#served + 1] = shared_peer(t, h, to_hidden(t, h, exit_hop == h)) end
+  for _, h in ipairs(t.standby[x]) do served[#served + 1] = shared_peer(t, h, standby(t)) end
+  table.sort(served, by_node_id)
+  return merge(out, served)
 end
 
 -- What a node's daemon needs to fail over on its own, without a
