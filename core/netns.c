@@ -260,21 +260,30 @@ void zm_sleep_ms(unsigned int ms)
 		;
 }
 
-int zm_pid_alive(pid_t pid)
+ssize_t zm_proc_read(pid_t pid, const char *what, char *buf, size_t size)
 {
-	char path[64], buf[256], *p;
+	char path[64];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return -errno;
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		n = -errno;
 	close(fd);
-	if (n <= 0)
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+int zm_pid_alive(pid_t pid)
+{
+	char buf[256], *p;
+
+	if (zm_proc_read(pid, "stat", buf, sizeof(buf)) <= 0)
 		return 0;
-	buf[n] = '\0';
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }

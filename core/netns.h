@@ -53,6 +53,8 @@ int zm_ns_run(const struct zm_ns *ns, int (*fn)(void *arg), void *arg);
 /* Processes living in ns (the caller excepted); free with free(). */
 int zm_ns_pids(const struct zm_ns *ns, pid_t **pids, size_t *count);
 /* Processes: alive (not a zombie); signalled and waited for (1: alive). */
+/* /proc/PID/WHAT into BUF, NUL-terminated: the bytes read, or -errno. */
+ssize_t zm_proc_read(pid_t pid, const char *what, char *buf, size_t size);
 int zm_pid_alive(pid_t pid);
 int zm_pid_end(pid_t pid, int sig, unsigned int wait_ms);
 void zm_sleep_ms(unsigned int ms);

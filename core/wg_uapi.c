@@ -108,26 +108,26 @@ int zm_wg_uapi_pid(const char *name)
 	return cred.pid;
 }
 
-/* 1 when the last word of PID's command line is NAME ("… -f NAME"). */
-static int serves_name(pid_t pid, const char *name)
+/*
+ * 1 when PID runs PROGRAM (by base name; any when NULL) for interface
+ * NAME ("… -f NAME").
+ */
+static int runs_daemon_for(pid_t pid, const char *program, const char *name)
 {
-	char path[64], buf[512], *last;
-	ssize_t n;
-	int fd;
+	char buf[512], *base, *last;
+	ssize_t n = zm_proc_read(pid, "cmdline", buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (n <= 0)
 		return 0;
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	/* argv ends with the interface name: the last NUL-separated word. */
 	if (buf[n - 1] == '\0')
 		n--;
 	buf[n] = '\0';
 	last = memrchr(buf, '\0', (size_t)n);
-	return !strcmp(last ? last + 1 : buf, name);
+	last = last ? last + 1 : buf;
+	return (!program || !strcmp(base, program)) && !strcmp(last, name);
 }
 
 /* Raise the buffers of FD of PIDFD's process if it is a UDP socket. */
@@ -187,7 +187,7 @@ static int raise_daemon_buffers(int fd, const char *name)
 	 * The pid that listened: a daemon started without -f handed the
 	 * socket to a child and exited, and the pid may be a stranger's now.
 	 */
-	if (!serves_name(cred.pid, name)) {
+	if (!runs_daemon_for(cred.pid, NULL, name)) {
 		err = -ESRCH;
 		goto out;
 	}
@@ -604,33 +604,6 @@ int zm_wg_uapi_stop(const char *name, unsigned int grace_ms)
 	return 0;
 }
 
-/* 1 when PID runs PROGRAM (by base name) for interface NAME ("… -f NAME"). */
-static int runs_daemon_for(pid_t pid, const char *program, const char *name)
-{
-	char path[64], buf[512], *base, *last;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	base = strrchr(buf, '/');
-	base = base ? base + 1 : buf;
-	/* argv ends with the interface name: the last NUL-separated word. */
-	if (buf[n - 1] == '\0')
-		n--;
-	buf[n] = '\0';
-	last = memrchr(buf, '\0', (size_t)n);
-	last = last ? last + 1 : buf;
-	return !strcmp(base, program) && !strcmp(last, name);
-}
-
 int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
 		      const char *name, pid_t **pids, size_t *count)
 {
@@ -886,8 +859,9 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 			err = -ETIMEDOUT;
 			goto fail;
 		}
-		zm_sleep_ms(5);
-		waited += 5;
+		/* It answers some 15 ms after exec: a coarse poll adds to that. */
+		zm_sleep_ms(1);
+		waited += 1;
 	}
 	if (c->birth->dev != c->target->dev || c->birth->ino != c->target->ino) {
 		move.has = ZM_LINK_SET_NETNS;

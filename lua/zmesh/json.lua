@@ -121,6 +121,8 @@ function json.decode(text)
   return finish(value, sentinel)
 end
 
+-- Is T encoded as a JSON array? By its mark, else when it is empty or a
+-- sequence.
 local function is_array(t)
   local mt = getmetatable(t)
   if mt == array_mt then return true end
@@ -131,6 +133,7 @@ local function is_array(t)
   for _ in pairs(t) do count = count + 1 end
   return count == n
 end
+json.is_array = is_array
 
 -- cjson escapes "/" as "\/"; JSON does not need it, and paths and
 -- prefixes read better without. Every "/" in cjson's output carries that

@@ -86,20 +86,8 @@ local config_keys = { "exit", "exit_for_network", "expose", "failover", "ip_rang
 local peer_keys = { "allowed_ips", "endpoint", "node_id", "persistent_keepalive", "subnet",
   "wireguard_public_key" }
 
-local ARRAY, OBJECT = getmetatable(json.array()), getmetatable(json.object())
-
--- Is T encoded as a JSON array? As json.encode decides: by its mark,
--- else when it is empty or a sequence.
-local function is_array(t)
-  local mt = getmetatable(t)
-  if mt == ARRAY then return true end
-  if mt == OBJECT then return false end
-  local n = #t
-  if n == 0 then return next(t) == nil end
-  local count = 0
-  for _ in pairs(t) do count = count + 1 end
-  return count == n
-end
+-- As json.encode decides.
+local is_array = json.is_array
 
 -- List L of strings that need no escaping as JSON, in one piece; nil
 -- when an item is not such a string. Most lists of a config are
