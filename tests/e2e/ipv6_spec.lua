@@ -127,6 +127,8 @@ describe("IPv6 to and from the Internet", function()
     -- The provider's route follows the exit.
     lan.route6(S, ROUTED, "2001:db8::12")
     assert.matches(ROUTED .. " via fd7a:6d65:7368::", (S:exec("n2", "ndmz", "ip -6 route")), 1, true)
+    -- n1 is no exit candidate any more: its ndmz routes the prefix nowhere.
+    assert.not_matches(ROUTED, (S:exec("n1", "ndmz", "ip -6 route")), 1, true)
     local got = from_internet(target, 8080)
     if got ~= SERVER6 then got = from_internet(target, 8080) end
     assert.equal(SERVER6, got)

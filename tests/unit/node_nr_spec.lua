@@ -296,6 +296,32 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     nr.apply(ctx, nr_config())
   end)
 
+  it("removes the ndmz's route into an entry NR with the NR, and only that route", function()
+    local cfg = nr_config({
+      ipv6_range = "fd00:1::/48", ipv6_subnet = "fd00:1:0:1::/64",
+      routed_ipv6 = "2001:db8:100::/48", routed_ipv6_subnet = "2001:db8:100:1::/64",
+      exit = "local", exit_for_network = true,
+    })
+    cfg.peers[1].allowed_ips = { "10.1.2.0/24", "100.64.1.2/32", "2001:db8:100:2::/64" }
+    nr.apply(ctx, cfg)
+    local function ndmz_routes()
+      local out = {}
+      for _, r in ipairs(fake.core.route.dump("ndmz")) do
+        if r.dst == "2001:db8:100::/48" then out[#out + 1] = r.via end
+      end
+      return out
+    end
+    assert.same({ require("zmesh.node.names").nr_uplink6("abc") }, ndmz_routes())
+    local plan = nr.plan_remove(ctx, "abc")
+    local said = false
+    for _, line in ipairs(plan) do
+      if line:find("remove route 2001:db8:100::/48", 1, true) then said = true end
+    end
+    assert.is_true(said, "the plan does not remove the route: " .. table.concat(plan, "; "))
+    nr.remove(ctx, "abc")
+    assert.same({}, ndmz_routes())
+  end)
+
   it("removes what an interrupted first apply left on nr.check", function()
     assert(fake.core.netns.create("n-half"))
     local res = nr.check(ctx)

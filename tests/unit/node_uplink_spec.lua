@@ -89,11 +89,15 @@ describe("an NR config with a routed prefix", function()
     assert.truthy(find(d, function(r)
       return r.kind == "route" and r.family == 6 and r.dst == "default" and r.via == names.TONRS_GATEWAY6
     end))
-    -- Not an entry point: no ndmz route.
+    -- Not an entry point: no ndmz route into it (one left from when it was
+    -- is to go).
     local other = desired.nr(nr_config.validate(base({ exit = "mesh", peers = { { node_id = "n2",
       wireguard_public_key = KEY_B, allowed_ips = { "0.0.0.0/0", "::/0" }, endpoint = "203.0.113.12:51820" } } })),
       { uplink_addr = "100.127.0.2/16", uplink = { mtu = 1500, ipv6 = true } })
-    assert.is_nil(find(other, function(r) return r.kind == "route" and r.ns == "ndmz" end))
+    assert.is_nil(find(other, function(r) return r.kind == "route" and r.ns == "ndmz" and not r.absent end))
+    assert.truthy(find(other, function(r)
+      return r.kind == "route" and r.ns == "ndmz" and r.absent and r.via == names.nr_uplink6("abc")
+    end))
     assert.truthy(find(other, function(r) return r.kind == "route" and r.family == 6 and r.dst == "default"
       and r.dev == "w-abc" end))
   end)

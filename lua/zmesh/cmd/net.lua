@@ -468,8 +468,10 @@ local function help_text()
     "",
     "subcommands:",
   }
+  local width = 0
+  for _, s in ipairs(subcommands) do width = math.max(width, #s.name) end
   for _, s in ipairs(subcommands) do
-    lines[#lines + 1] = string.format("  %-14s %s", s.name, s.summary)
+    lines[#lines + 1] = string.format("  %-" .. width .. "s %s", s.name, s.summary)
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = "`zmesh net SUBCOMMAND --help` tells more. Exit status: 0 on success, 1 when"

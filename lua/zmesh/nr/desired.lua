@@ -147,6 +147,10 @@ function desired.nr(cfg, ctx)
       -- The entry point: the ndmz routes the prefix into this NR.
       d[#d + 1] = { kind = "route", ns = ndmz, family = 6, dst = cfg.routed_ipv6,
         via = names.nr_uplink6(id), dev = names.TONRS }
+    else
+      -- No longer one (the exit moved): not into this NR any more.
+      d[#d + 1] = { kind = "route", ns = ndmz, family = 6, dst = cfg.routed_ipv6,
+        via = names.nr_uplink6(id), absent = true }
     end
   end
   if cfg.exit == "mesh" then

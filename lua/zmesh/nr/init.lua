@@ -9,6 +9,7 @@ local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local paths = require "zmesh.nr.paths"
 local reconcile = require "zmesh.reconcile"
+local store = require "zmesh.node.store"
 local uplink = require "zmesh.nr.uplink"
 
 local nr = {}
@@ -90,6 +91,13 @@ function nr.removal(ctx, net_id)
     { kind = "netns", name = ns, veths_first = true, absent = true },
     { kind = "file", path = context.wg_log(ctx, net_id), absent = true },
   }
+  -- An entry point of a routed prefix: the ndmz's route into this NR.
+  local stored = store.read(context.nr_file(ctx, net_id), "nr", {})
+  local ok, cfg = pcall(nr_config.validate, stored)
+  if stored and ok and cfg.routed_ipv6 then
+    want[#want + 1] = { kind = "route", ns = names.NDMZ, family = 6, dst = cfg.routed_ipv6,
+      via = names.nr_uplink6(net_id), absent = true }
+  end
   for _, path in ipairs({ context.attachments_file(ctx, net_id), context.choice_file(ctx, net_id),
       context.nr_file(ctx, net_id) }) do
     want[#want + 1] = { kind = "file", path = path, absent = true }

@@ -167,7 +167,7 @@ end
 local function diff_routes(desired, inv, opts, out)
   local want = {}
   for _, r in ipairs(desired) do
-    if r.kind == "route" then
+    if r.kind == "route" and not r.absent then
       if r.family ~= 4 and r.family ~= 6 then
         error("route " .. tostring(r.dst) .. " in " .. tostring(r.ns) .. " has no family", 0)
       end
@@ -268,7 +268,7 @@ local function diff_absent(desired, inv, out)
   local gone = {}
   for _, r in ipairs(desired) do
     if r.absent then
-      if r.kind ~= "link" and r.kind ~= "netns" and r.kind ~= "file" then
+      if r.kind ~= "link" and r.kind ~= "netns" and r.kind ~= "file" and r.kind ~= "route" then
         error("an absent " .. r.kind .. " is not supported (" .. resources.key(r) .. ")", 0)
       end
       gone[#gone + 1] = r
@@ -277,7 +277,7 @@ local function diff_absent(desired, inv, out)
   table.sort(gone, function(a, b)
     local function rank(r)
       if r.kind == "link" and r.type == "wireguard" then return 1 end
-      return ({ link = 2, netns = 3, file = 4 })[r.kind] or 5
+      return ({ route = 2, link = 2, netns = 3, file = 4 })[r.kind] or 5
     end
     local ra, rb = rank(a), rank(b)
     if ra ~= rb then return ra < rb end
@@ -306,6 +306,16 @@ local function diff_absent(desired, inv, out)
       if not inv.daemon[r.name] and inv.files[sock] then
         out[#out + 1] = { op = "file_remove", path = sock, missing_ok = true,
           text = "remove stale socket " .. sock }
+      end
+    elseif r.kind == "route" then
+      -- Only the route through R.via: another one to the same prefix is
+      -- someone else's.
+      local st = inv.ns[r.ns]
+      for _, a in ipairs(st and st.routes or {}) do
+        if a.family == r.family and a.dst == r.dst and a.via == r.via then
+          out[#out + 1] = { op = "route_delete", ns = r.ns, family = a.family, dst = a.dst,
+            via = a.via, dev = a.dev, text = route_text("remove ", r.ns, a.family, a.dst, a.via, a.dev) }
+        end
       end
     elseif r.kind == "link" then
       local st = inv.ns[r.ns]

@@ -22,6 +22,7 @@
 -- state too (nothing under the names it owns), diffed into deletions and
 -- carried out by the same apply step. Absent links, namespaces and files
 -- are deleted in the reverse order of creation; "already gone" is fine.
+-- An absent route goes only where it runs through its VIA.
 -- An absent netns with veths_first = true has every veth inside it
 -- deleted first: a veth deleted from one side is gone from both at once,
 -- while a namespace's links die asynchronously after its name is removed.
