@@ -180,7 +180,7 @@ describe("the uplink by DHCP and router advertisements", function()
     assert.same(addr, ndmz_addrs("n8"))
     assert.equal("bound", uplink("n8").dhcp.state)
     -- Its end: the addresses go (DHCP and RA both lapse).
-    local lost = within(LEASE, function() return uplink("n8").dhcp.state == "lost" end, "the lease lost")
+    within(LEASE, function() return uplink("n8").dhcp.state == "lost" end, "the lease lost")
     within(LEASE, function() return #ndmz_addrs("n8") == 0 end, "the addresses gone")
     assert.equal(0, #(assert(S:call("n8", "node.facts", {})).addresses))
     say(string.format("n8: the lease held %.0f s after it was bound (its server gone since the first minute), "
@@ -196,6 +196,5 @@ describe("the uplink by DHCP and router advertisements", function()
     assert.equal("198.51.100.77/24", uplink("n7").addresses[1])
     say(string.format("n8: lease back %.1f s after the server returned; n7 renewed %d times",
       back, uplink("n7").dhcp.renewals))
-    local _ = lost
   end)
 end)

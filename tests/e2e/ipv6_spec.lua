@@ -7,7 +7,6 @@
 -- are not; switching the exit moves the entry point (the Internet's route
 -- follows, as a provider's would). An IPv6-only node's container reaches
 -- the IPv6 Internet by local breakout. Nothing is left afterwards.
-local json = require "zmesh.json"
 local lan = require "zmesh.sim.lan"
 local mesh = require "zmesh.sim.mesh"
 local sim = require "zmesh.sim"
@@ -163,6 +162,5 @@ describe("IPv6 to and from the Internet", function()
     assert.matches("masquerade", counters, 1, true)
     local _, v4 = S:exec("n6", P.containers.n6.netns, "ping -4 -c 1 -W 1 203.0.113.201")
     assert.is_false(v4, "an IPv6-only node has no IPv4 Internet")
-    local _ = json
   end)
 end)

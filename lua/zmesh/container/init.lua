@@ -10,6 +10,7 @@ local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local reconcile = require "zmesh.reconcile"
+local uplink = require "zmesh.nr.uplink"
 
 local container = {}
 
@@ -82,7 +83,7 @@ function container.attach(ctx, p)
     local records = context.attachments(ctx, cfg.net_id)
     local port = allocate_port(cfg.net_id, records, p.netns)
     local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text,
-      port = port, uplink = desired.uplink(core) })
+      port = port, uplink = uplink.node_link(core) })
     local created = false
     if p.dry_run then
       if p.create and not core.netns.exists(p.netns) then

@@ -137,19 +137,18 @@ local function exposure_params(p)
   return { node = p.node, address = p.address, port = p.port, proto = p.proto }
 end
 
-entries.expose = function(p)
-  local opts = check(p, { node = true, address = true, port = true, proto = true })
-  local n, x = net.expose(net.load(p.file), exposure_params(p), opts)
-  net.save(n, p.file)
-  return x
+-- expose and unexpose: the same parameters, net.expose or net.unexpose.
+local function exposure_entry(change)
+  return function(p)
+    local opts = check(p, { node = true, address = true, port = true, proto = true })
+    local n, x = change(net.load(p.file), exposure_params(p), opts)
+    net.save(n, p.file)
+    return x
+  end
 end
 
-entries.unexpose = function(p)
-  local opts = check(p, { node = true, address = true, port = true, proto = true })
-  local n, x = net.unexpose(net.load(p.file), exposure_params(p), opts)
-  net.save(n, p.file)
-  return x
-end
+entries.expose = exposure_entry(net.expose)
+entries.unexpose = exposure_entry(net.unexpose)
 
 entries["add-access"] = function(p)
   local opts = check(p, { name = true, via = true })

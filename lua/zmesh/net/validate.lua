@@ -181,33 +181,27 @@ function validate.subnet(field, value, range)
   return check_subnet(field, value, range, {})
 end
 
-local function check_subnet6(field, value, range6, seen)
-  if range6 == nil then
-    if value ~= nil then fail(field, value, "is set but the network has no ipv6_range") end
+-- A /64 inside RANGE (the network's field RANGE_NAME), or nothing when
+-- the network has no such range.
+local function check_64(field, value, range, range_name, seen)
+  if range == nil then
+    if value ~= nil then fail(field, value, "is set but the network has no %s", range_name) end
     return nil
   end
-  if value == nil then fail(field, value, "is required: the network has ipv6_range %s", ip.format_cidr(range6)) end
+  if value == nil then fail(field, value, "is required: the network has %s %s", range_name, ip.format_cidr(range)) end
   local p = prefix(field, value, 6)
   if p.len ~= 64 then fail(field, value, "must be a /64") end
-  if not ip.contains(range6, p) then fail(field, value, "is outside ipv6_range %s", ip.format_cidr(range6)) end
+  if not ip.contains(range, p) then fail(field, value, "is outside %s %s", range_name, ip.format_cidr(range)) end
   return claim(seen, p, field, value)
+end
+
+local function check_subnet6(field, value, range6, seen)
+  return check_64(field, value, range6, "ipv6_range", seen)
 end
 
 -- A /64 given by the user for an NR, checked on its own.
 function validate.subnet6(field, value, range6)
   return check_subnet6(field, value, range6, {})
-end
-
-local function check_routed_subnet(field, value, routed, seen)
-  if routed == nil then
-    if value ~= nil then fail(field, value, "is set but the network has no routed_ipv6") end
-    return nil
-  end
-  if value == nil then fail(field, value, "is required: the network has routed_ipv6 %s", ip.format_cidr(routed)) end
-  local p = prefix(field, value, 6)
-  if p.len ~= 64 then fail(field, value, "must be a /64") end
-  if not ip.contains(routed, p) then fail(field, value, "is outside routed_ipv6 %s", ip.format_cidr(routed)) end
-  return claim(seen, p, field, value)
 end
 
 local function check_node(n, i, range, range6, routed, seen)
@@ -227,7 +221,7 @@ local function check_node(n, i, range, range6, routed, seen)
   seen.node_keys[f.public_key] = n.node_id
   check_subnet(where .. ".subnet", n.subnet, range, seen.v4)
   check_subnet6(where .. ".ipv6_subnet", n.ipv6_subnet, range6, seen.v6)
-  check_routed_subnet(where .. ".routed_ipv6_subnet", n.routed_ipv6_subnet, routed, seen.routed)
+  check_64(where .. ".routed_ipv6_subnet", n.routed_ipv6_subnet, routed, "routed_ipv6", seen.routed)
   local port = n.wireguard_listen_port
   integer(where .. ".wireguard_listen_port", port, 1, 65535)
   if port < f.listen_ports.min or port > f.listen_ports.max then
@@ -332,7 +326,7 @@ function validate.exposure(e, where, nodes)
   return e
 end
 
-local function check_expose(net, seen)
+local function check_expose(net)
   if net.expose == nil then return end
   if type(net.expose) ~= "table" or json_kind(net.expose) == "object" then
     fail("expose", net.expose, "must be a list")
@@ -346,7 +340,6 @@ local function check_expose(net, seen)
     if keys[key] then fail(where, key, "is exposed twice") end
     keys[key] = true
   end
-  local _ = seen
 end
 
 -- The network's own fields, without its nodes.
@@ -416,7 +409,7 @@ function validate.network(net)
     end
   end
   check_access(net, range, range6, seen)
-  check_expose(net, seen)
+  check_expose(net)
   return net
 end
 

@@ -22,21 +22,7 @@ local desired = {}
 local OVERHEAD = { [4] = 60, [6] = 80 }
 local MIN_MTU = 1280
 
--- What the NR's MTU derives from: the node's uplink (the ndmz's "public"
--- link) as the kernel has it: {mtu, ipv6 = has a global IPv6 address}.
-function desired.uplink(core)
-  core = core or require "zmesh.core"
-  local out = { mtu = 1500, ipv6 = false }
-  if not core.netns.exists(names.NDMZ) then return out end
-  local l = core.link.get(names.NDMZ, names.UPLINK)
-  if l and l.mtu and l.mtu > 0 then out.mtu = l.mtu end
-  for _, a in ipairs(core.addr.dump(names.NDMZ, names.UPLINK) or {}) do
-    if a.family == 6 and a.scope == "global" then out.ipv6 = true end
-  end
-  return out
-end
-
--- The NR's WireGuard MTU given UPLINK (desired.uplink): the uplink's MTU
+-- The NR's WireGuard MTU given UPLINK (zmesh.nr.uplink.node_link): the uplink's MTU
 -- less WireGuard's overhead over the underlay (IPv6 when a peer's
 -- endpoint is IPv6, or when the node has IPv6 and a peer dials it from
 -- an address not known here), at most what the network tool rendered
@@ -89,7 +75,7 @@ end
 -- CFG: a validated NR config. CTX: {uplink_addr = "100.127.x.y/16",
 -- private_key (opened, core.key object), public_key, backend, log,
 -- firewall (the policy's ruleset for desired.firewall_ctx(cfg), or nil),
--- uplink (desired.uplink)}.
+-- uplink (zmesh.nr.uplink.node_link)}.
 function desired.nr(cfg, ctx)
   local id = cfg.net_id
   local ns, ndmz = names.nr_ns(id), names.NDMZ
@@ -218,7 +204,7 @@ end
 -- A container attached to an NR: its eth0 with an address in the subnet
 -- (and in the NR's /64 when given, and in its routed /64), the NR's MTU.
 -- CFG: the validated NR config; C: {netns, ip, ip6, port (the NR end's
--- name, allocated by the caller), uplink (desired.uplink)}.
+-- name, allocated by the caller), uplink (zmesh.nr.uplink.node_link)}.
 function desired.container(cfg, c)
   local id = cfg.net_id
   local ns = names.nr_ns(id)

@@ -48,7 +48,7 @@ local function prepare(ctx, cfg)
   return {
     firewall = rules,
     uplink_addr = uplink_addr,
-    uplink = desired.uplink(core),
+    uplink = uplink.node_link(core),
     private_key = key,
     public_key = public,
     backend = ctx.cfg.wireguard_backend,

@@ -39,4 +39,18 @@ function uplink.allocate(core, net_id)
   error("no free address left in " .. names.NR_UPLINK_RANGE, 0)
 end
 
+-- What an NR's MTU derives from (zmesh.nr.desired.mtu): the node's
+-- uplink (the ndmz's "public" link) as the kernel has it: {mtu, ipv6 =
+-- it has a global IPv6 address}.
+function uplink.node_link(core)
+  local out = { mtu = 1500, ipv6 = false }
+  if not core.netns.exists(names.NDMZ) then return out end
+  local l = core.link.get(names.NDMZ, names.UPLINK)
+  if l and l.mtu and l.mtu > 0 then out.mtu = l.mtu end
+  for _, a in ipairs(core.addr.dump(names.NDMZ, names.UPLINK) or {}) do
+    if a.family == 6 and a.scope == "global" then out.ipv6 = true end
+  end
+  return out
+end
+
 return uplink

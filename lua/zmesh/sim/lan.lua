@@ -85,8 +85,7 @@ function lan.segment(S, tag, spec)
 end
 
 -- IPv6 ADDR6 on router R's LAN (a NAT router's, for RA on it).
-function lan.lan6(S, r, addr6)
-  local _ = S
+function lan.lan6(_, r, addr6)
   must(core.addr.add { ns = r.ns, dev = "lan", addr = addr6, nodad = true })
   must(core.sysctl.set(r.ns, "net.ipv6.conf.all.forwarding", 1))
 end
