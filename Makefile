@@ -92,12 +92,21 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory check
 
-# Runs the suites against an existing build.
+# Runs the suites against an existing build. Each suite's output is kept
+# in $(BUILD)/test-SUITE.log; the failures of every failed suite are
+# printed again at the end, where a CI log's tail shows them.
 check:
-	$(Q)fail=0; for s in $(SUITES); do \
+	$(Q)mkdir -p $(BUILD); failed=; for s in $(SUITES); do \
 		echo "== tests/$$s"; \
-		$(BUSTED) $(BUSTED_FLAGS) tests/$$s || fail=1; \
-	done; exit $$fail
+		{ $(BUSTED) $(BUSTED_FLAGS) tests/$$s 2>&1; echo $$? >$(BUILD)/test-$$s.rc; } \
+			| tee $(BUILD)/test-$$s.log; \
+		[ "$$(cat $(BUILD)/test-$$s.rc)" = 0 ] || failed="$$failed $$s"; \
+	done; \
+	[ -z "$$failed" ] && exit 0; \
+	for s in $$failed; do \
+		echo "== FAILED: tests/$$s (all of it in $(BUILD)/test-$$s.log)"; \
+		grep -a -A12 -E '^(Failure|Error) ' $(BUILD)/test-$$s.log || tail -20 $(BUILD)/test-$$s.log; \
+	done; exit 1
 
 # ASan/UBSan: busted runs inside the sanitized zmesh host (zmesh.core is
 # linked in), so no LD_PRELOAD reaches the tools the tests start.

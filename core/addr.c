@@ -98,6 +98,7 @@ struct addr_vec {
 	struct zm_addr_info *v;
 	size_t n;
 	int idx;
+	const char *dev;
 	const struct zm_link_info *links;
 	size_t nlinks;
 };
@@ -146,6 +147,8 @@ static int add_info(const struct nlmsghdr *nlh, void *arg)
 	info->index = (int)ifa->ifa_index;
 	info->family = ifa->ifa_family;
 	info->flags = a.has_flags ? a.flags : ifa->ifa_flags;
+	if (av->dev)
+		snprintf(info->dev, sizeof(info->dev), "%s", av->dev);
 	for (i = 0; i < av->nlinks; i++)
 		if (av->links[i].index == info->index)
 			snprintf(info->dev, sizeof(info->dev), "%s",
@@ -167,6 +170,7 @@ int zm_addr_dump(struct zm_ns *ns, const char *dev, struct zm_addr_info **out,
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct zm_link_info *links = NULL;
 	struct addr_vec av = { 0 };
+	struct ifaddrmsg *ifa;
 	int err;
 
 	zm_err_clear();
@@ -179,8 +183,14 @@ int zm_addr_dump(struct zm_ns *ns, const char *dev, struct zm_addr_info **out,
 	}
 	nlh->nlmsg_type = RTM_GETADDR;
 	nlh->nlmsg_flags = NLM_F_DUMP;
-	mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifaddrmsg));
-	err = zm_link_dump(ns, &links, &av.nlinks);
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	/*
+	 * One link's: the kernel filters (strict dumps), and its name is
+	 * known; every link's need the names of all.
+	 */
+	ifa->ifa_index = (uint32_t)av.idx;
+	av.dev = dev;
+	err = dev ? 0 : zm_link_dump(ns, &links, &av.nlinks);
 	av.links = links;
 	if (!err)
 		err = zm_nl_route(ns, nlh, add_info, &av);

@@ -88,6 +88,10 @@ static int sock_open(const struct zm_ns *ns, enum zm_nl_proto proto,
 	/* Kernel text in errors, errors without the request echoed. */
 	setsockopt(nl->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
 	setsockopt(nl->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+	/* Dumps filtered by the kernel (an interface's addresses only). */
+	if (proto == ZM_NL_ROUTE)
+		setsockopt(nl->fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
+			   sizeof(one));
 	if (bind(nl->fd, (struct sockaddr *)&sa, sizeof(sa)) ||
 	    getsockname(nl->fd, (struct sockaddr *)&sa, &len)) {
 		err = -errno;

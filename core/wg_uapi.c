@@ -30,6 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
 #include <sodium.h>
 
 #define IO_BUF 4096
@@ -130,21 +133,51 @@ static int runs_daemon_for(pid_t pid, const char *program, const char *name)
 	return (!program || !strcmp(base, program)) && !strcmp(last, name);
 }
 
-/* Raise the buffers of FD of PIDFD's process if it is a UDP socket. */
-static int raise_udp_buffers(int pidfd, int target)
+/*
+ * The daemon's link listener: wireguard-go subscribes to the link and
+ * address events of the namespace it starts in (the ndmz), to follow its
+ * own interface by index. That interface lives in the NR, so the listener
+ * only ever hears the ndmz's other links (every NR's veth and TUN), which
+ * wake every daemon on the node: a node with 200 NRs had 200 daemons parse
+ * each event. Its up state comes from its once-a-second TUN poll, made
+ * for namespaces; route events (its sticky source addresses) stay.
+ */
+static void mute_link_events(int fd)
 {
-	int fd, type, domain, have, size = UDP_BUFFER, err = 0;
+	static const int groups[] = { RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR,
+				      RTNLGRP_IPV6_IFADDR };
+	size_t i;
+
+	for (i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		setsockopt(fd, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, &groups[i],
+			   sizeof(groups[i]));
+}
+
+/*
+ * Tune FD of PIDFD's process: a UDP socket gets large buffers, a
+ * rtnetlink one stops hearing link events.
+ */
+static int tune_socket(int pidfd, int target)
+{
+	int fd, type, domain, proto, have, size = UDP_BUFFER, err = 0;
 	socklen_t len = sizeof(int);
 
 	fd = syscall(SYS_pidfd_getfd, pidfd, target, 0);
 	if (fd < 0)
 		return -errno;
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
-	    type != SOCK_DGRAM)
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len))
 		goto out;
 	len = sizeof(domain);
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) ||
-	    (domain != AF_INET && domain != AF_INET6))
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len))
+		goto out;
+	len = sizeof(proto);
+	if (domain == AF_NETLINK &&
+	    !getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) &&
+	    proto == NETLINK_ROUTE) {
+		mute_link_events(fd);
+		goto out;
+	}
+	if (type != SOCK_DGRAM || (domain != AF_INET && domain != AF_INET6))
 		goto out;
 	len = sizeof(have);
 	if (!getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &have, &len) && have >= size)
@@ -163,12 +196,12 @@ out:
  * read-only inside a namespace): a burst of some 90 packets overflows
  * the receiving one (UdpRcvbufErrors) and TCP through the tunnel backs
  * off. Give them what newer versions take themselves, from outside: each
- * UDP socket of the daemon answering on FD, taken with pidfd_getfd(2).
- * It binds again on every port change and every time its link comes up
+ * UDP socket of the daemon answering on FD, taken with pidfd_getfd(2)
+ * (its link listener is muted on the way: mute_link_events). It binds again on every port change and every time its link comes up
  * (which it notices up to a second late), so this runs after every set
  * and get; a socket already raised costs one getsockopt.
  */
-static int raise_daemon_buffers(int fd, const char *name)
+static int tune_daemon(int fd, const char *name)
 {
 	char path[64], link[32];
 	struct ucred cred;
@@ -204,7 +237,7 @@ static int raise_daemon_buffers(int fd, const char *name)
 		link[n] = '\0';
 		if (strncmp(link, "socket:", 7))
 			continue;
-		ret = raise_udp_buffers(pidfd, atoi(e->d_name));
+		ret = tune_socket(pidfd, atoi(e->d_name));
 		if (ret && !err)
 			err = ret;
 	}
@@ -434,7 +467,7 @@ int zm_wg_uapi_set(const struct zm_wg_device *dev)
 			   dev->name);
 	else
 		/* Tuning only: the change is made, whatever this returns. */
-		raise_daemon_buffers(fd, dev->name);
+		tune_daemon(fd, dev->name);
 	reader_free(&r);
 out_writer:
 	writer_free(&w);
@@ -559,7 +592,7 @@ int zm_wg_uapi_get(const char *name, struct zm_wg_device **out)
 	if (!err)
 		err = status;
 	if (!err)
-		raise_daemon_buffers(fd, name);
+		tune_daemon(fd, name);
 out_reader:
 	reader_free(&r);
 out_close:

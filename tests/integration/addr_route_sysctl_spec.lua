@@ -49,6 +49,23 @@ describe("addr, route, sysctl", function()
     assert.equal("ENODEV", ename)
   end)
 
+  it("dumps one link's addresses only, named, and says when there is no such link", function()
+    assert(core.addr.add { ns = A, dev = "va", addr = "192.0.2.1/24" })
+    assert(core.link.bridge { ns = A, name = "other" })
+    assert(core.addr.add { ns = A, dev = "other", addr = "198.51.100.7/24" })
+    local devs = {}
+    for _, a in ipairs(assert(core.addr.dump(A, "va"))) do devs[a.dev .. " " .. a.addr] = true end
+    assert.is_true(devs["va 192.0.2.1/24"])
+    for k in pairs(devs) do assert.matches("^va ", k) end
+    local all = {}
+    for _, a in ipairs(assert(core.addr.dump(A))) do all[a.dev .. " " .. a.addr] = true end
+    assert.is_true(all["other 198.51.100.7/24"])
+    assert.is_true(all["va 192.0.2.1/24"])
+    local ok, _, ename = core.addr.dump(A, "nope")
+    assert.is_nil(ok)
+    assert.equal("ENODEV", ename)
+  end)
+
   it("adds default, via and dev routes, replaces and deletes them", function()
     assert(core.addr.add { ns = A, dev = "va", addr = "192.0.2.1/24" })
     assert(core.addr.add { ns = A, dev = "va", addr = "2001:db8::1/64", nodad = true })

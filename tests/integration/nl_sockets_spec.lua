@@ -16,9 +16,11 @@ local function has_link(ns, name)
   return false
 end
 
--- True once COND holds, polled for up to 3 s.
+-- True once COND holds, polled for up to 20 s: the kernel frees a deleted
+-- namespace from a work queue, after RCU grace periods, which a loaded
+-- machine that has just deleted many namespaces can stretch to seconds.
 local function eventually(cond)
-  for _ = 1, 300 do
+  for _ = 1, 2000 do
     if cond() then return true end
     os.execute("sleep 0.01")
   end

@@ -113,6 +113,29 @@ describe("wg (userspace)", function()
     for _, v in ipairs(sizes) do assert.is_true(v >= 7 * 1024 * 1024, "receive buffer " .. v) end
   end)
 
+  it("mutes the daemon's link listener in its birth namespace, and the tunnel still comes up", function()
+    tunnel("192.0.2.2:51821", "192.0.2.1:51820")
+    local pid = assert(core.wg.pid(ia))
+    local mine = {}
+    for inode in testns.sh("ls -l /proc/" .. pid .. "/fd"):gmatch("socket:%[(%d+)%]") do mine[inode] = true end
+    -- /proc/net/netlink: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    local route_sockets = 0
+    for line in testns.exec(A, "cat /proc/net/netlink"):gmatch("[^\n]+") do
+      local f = {}
+      for w in line:gmatch("%S+") do f[#f + 1] = w end
+      if f[2] == "0" and mine[f[10]] then
+        route_sockets = route_sockets + 1
+        local groups = tonumber(f[4], 16)
+        -- RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR: the NR's
+        -- neighbours' events, never its own interface's.
+        assert.equal(0, groups & 0x111, string.format("socket %s still hears groups %08x", f[10], groups))
+      end
+    end
+    assert.is_true(route_sockets > 0, "the daemon has no rtnetlink socket in " .. A)
+    local out, ok = testns.exec(WA, "ping -c 3 -i 0.3 -W 2 10.9.2.1")
+    assert.is_true(ok, out)
+  end)
+
   it("carries traffic over IPv6 endpoints", function()
     tunnel("[2001:db8::2]:51821", "[2001:db8::1]:51820")
     local out, ok = testns.exec(WB, "ping -c 5 -i 0.5 -W 2 10.9.1.1")

@@ -151,3 +151,73 @@ describe("reconcile.apply", function()
     assert.same({ "a", "b" }, calls)
   end)
 end)
+
+describe("reconcile.inventory", function()
+  local fake_core = require "fake_core"
+  local inventory = require "zmesh.reconcile.inventory"
+  local reconcile = require "zmesh.reconcile"
+
+  -- A shared namespace "sh" with a bridge and 30 other NRs' ports, and
+  -- a namespace "own" that the desired state owns; dumps counted by ns.
+  local function node()
+    local core = fake_core.new().core
+    assert(core.netns.create("sh"))
+    assert(core.netns.create("own"))
+    assert(core.link.bridge { ns = "sh", name = "br" })
+    for i = 1, 30 do
+      assert(core.link.veth { ns = "sh", name = "p" .. i, peer = "q" .. i })
+      assert(core.link.set { ns = "sh", name = "p" .. i, master = "br", up = true })
+    end
+    local dumps = {}
+    for _, mod in ipairs({ "link", "addr", "route" }) do
+      local dump = core[mod].dump
+      core[mod].dump = function(ns, ...)
+        local key = mod .. " " .. tostring(ns) .. (select("#", ...) > 0 and (" " .. tostring(...)) or "")
+        dumps[key] = (dumps[key] or 0) + 1
+        return dump(ns, ...)
+      end
+    end
+    return core, dumps
+  end
+
+  local want = {
+    { kind = "netns", name = "own" },
+    { kind = "link", ns = "sh", name = "port", type = "veth", peer = "public", peer_ns = "own",
+      master = "br", up = true },
+    { kind = "link", ns = "own", name = "public", type = "veth_end", up = true },
+  }
+
+  it("reads only the named links of a namespace it shares, the owned one whole", function()
+    local core, dumps = node()
+    assert(core.link.veth { ns = "sh", name = "port", peer = "public", peer_ns = "own" })
+    assert(core.link.set { ns = "sh", name = "port", master = "br", up = true })
+    assert(core.link.set { ns = "own", name = "public", up = true })
+    local inv = inventory.read(core, want)
+    assert.is_nil(dumps["link sh"], "the shared namespace's links were dumped")
+    assert.is_nil(dumps["addr sh"], "the shared namespace's addresses were dumped")
+    assert.is_nil(dumps["route sh"], "the shared namespace's routes were dumped (no route is desired there)")
+    assert.same({ "br", "port" }, (function()
+      local names = {}
+      for name in pairs(inv.ns.sh.links) do names[#names + 1] = name end
+      table.sort(names)
+      return names
+    end)())
+    assert.equal("br", inv.ns.sh.links.port.master)
+    assert.equal(1, dumps["addr sh port"])
+    assert.equal(1, dumps["link own"])
+    assert.same({}, reconcile.actions(core, want))
+  end)
+
+  it("still sees a named link's drift there: its master, its state, its absence", function()
+    local core = node()
+    assert(core.link.veth { ns = "sh", name = "port", peer = "public", peer_ns = "own" })
+    assert(core.link.set { ns = "sh", name = "port", master = false, up = false })
+    assert(core.link.set { ns = "own", name = "public", up = true })
+    local actions = reconcile.actions(core, want)
+    assert.equal(1, #actions)
+    assert.equal("set port@sh master br, up", actions[1].text)
+    assert(core.link.delete { ns = "sh", name = "port" })
+    actions = reconcile.actions(core, want)
+    assert.equal("create veth port@sh <-> public@own", actions[1].text)
+  end)
+end)

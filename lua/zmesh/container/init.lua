@@ -16,7 +16,7 @@ local container = {}
 
 local function nr_of(ctx, net_id)
   if not names.valid_net_id(net_id) then check.fail("net_id", net_id, "must be 1..12 of a-z 0-9") end
-  local raw = context.saved_nrs(ctx)[net_id]
+  local raw = context.saved_nr(ctx, net_id)
   if not raw or not core.netns.exists(names.nr_ns(net_id)) then
     check.not_found("net_id", net_id, "no such NR on this node")
   end

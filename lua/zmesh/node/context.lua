@@ -74,6 +74,16 @@ function context.saved_nrs(ctx)
   return store.read_all(ctx.nr_dir, "nr", ctx.problems)
 end
 
+-- The applied config of NET_ID's NR, or nil.
+function context.saved_nr(ctx, net_id)
+  return store.read(context.nr_file(ctx, net_id), "nr", ctx.problems)
+end
+
+-- The listen port of every applied NR: net_id → port (or false).
+function context.saved_listen_ports(ctx)
+  return store.read_all(ctx.nr_dir, "nr", ctx.problems, "wireguard_listen_port")
+end
+
 function context.save_nr(ctx, raw)
   store.write(context.nr_file(ctx, raw.net_id), "nr", raw, { unless_same = true })
 end

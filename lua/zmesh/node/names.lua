@@ -40,6 +40,8 @@ end
 
 -- Where userspace WireGuard daemons listen (the real `wg` looks there).
 names.WG_SOCKET_DIR = "/run/wireguard"
+-- Where iproute2 and the core keep named network namespaces.
+names.NETNS_DIR = "/run/netns"
 
 function names.nr_ns(net_id) return "n-" .. net_id end
 function names.wg_socket(ifname) return names.WG_SOCKET_DIR .. "/" .. ifname .. ".sock" end

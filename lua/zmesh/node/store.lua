@@ -57,11 +57,13 @@ local function copy(v)
   return setmetatable(out, getmetatable(v))
 end
 
-local function cached_decode(path, kind)
+-- FIELD: only data[FIELD] (a scalar) is wanted, and no copy is made.
+local function cached_decode(path, kind, field)
   local st = core.fs.stat(path)
   local hit = cache[path]
   if st and st.mtime_ns and hit and hit.ino == st.ino and hit.mtime_ns == st.mtime_ns
       and hit.size == st.size and hit.kind == kind then
+    if field then return hit.data[field] ~= nil and hit.data[field] or false end
     return copy(hit.data)
   end
   cache[path] = nil
@@ -69,19 +71,21 @@ local function cached_decode(path, kind)
   if data and st and st.mtime_ns then
     cache[path] = { ino = st.ino, mtime_ns = st.mtime_ns, size = st.size, kind = kind, data = copy(data) }
   end
+  if data and field then return data[field] ~= nil and data[field] or false end
   return data, why
 end
 
--- Every <id>.json of KIND in DIR: {id → data}. PROBLEMS (a list) gets a
--- line for each file set aside.
-function store.read_all(dir, kind, problems)
+-- Every <id>.json of KIND in DIR: {id → data}, or with FIELD {id →
+-- data[FIELD] or false}. PROBLEMS (a list) gets a line for each file set
+-- aside.
+function store.read_all(dir, kind, problems, field)
   local out = {}
   for _, file in ipairs(core.fs.list(dir) or {}) do
     local id = file:match("^([a-z0-9]+)%.json$")
     if id then
       local path = dir .. "/" .. file
-      local data, why = cached_decode(path, kind)
-      if data then out[id] = data else set_aside(path, why, problems) end
+      local data, why = cached_decode(path, kind, field)
+      if data ~= nil then out[id] = data else set_aside(path, why, problems) end
     end
   end
   return out
@@ -90,7 +94,7 @@ end
 -- One file: its data, nil when absent; a bad one is set aside (and nil).
 function store.read(path, kind, problems)
   if not core.fs.stat(path) then return nil end
-  local data, why = decode(path, kind)
+  local data, why = cached_decode(path, kind)
   if data then return data end
   set_aside(path, why, problems)
   return nil

@@ -25,8 +25,8 @@ local function prepare(ctx, cfg)
     check.fail("wireguard_listen_port", cfg.listen_port,
       string.format("outside this node's range %d..%d", ports.min, ports.max))
   end
-  for id, other in pairs(context.saved_nrs(ctx)) do
-    if id ~= cfg.net_id and other.wireguard_listen_port == cfg.listen_port then
+  for id, port in pairs(context.saved_listen_ports(ctx)) do
+    if id ~= cfg.net_id and port == cfg.listen_port then
       check.conflict("wireguard_listen_port", cfg.listen_port, "already used by NR " .. id)
     end
   end
@@ -56,10 +56,11 @@ local function prepare(ctx, cfg)
   }
 end
 
-local function desired_of(ctx, raw)
+-- CFG: RAW validated already, when the caller has it.
+local function desired_of(ctx, raw, cfg)
   -- The peers' AllowedIPs as the daemon's last failover choice has them
   -- (nothing stored: as rendered), so that no apply undoes a failover.
-  local cfg = nr_config.validate(raw)
+  cfg = cfg or nr_config.validate(raw)
   cfg = paths.resolve(cfg, paths.from_stored(context.choice(ctx, cfg.net_id)))
   local prep = prepare(ctx, cfg)
   return cfg, desired.nr(cfg, prep), { own_routes = desired.nr_owned_routes(cfg) }, prep
@@ -130,9 +131,9 @@ end
 -- before is removed again; an existing one is left for the next apply to
 -- converge from.
 function nr.apply(ctx, raw)
-  nr_config.validate(raw)
+  local valid = nr_config.validate(raw)
   return lock.hold(ctx, function()
-    local cfg, want, opts, prep = desired_of(ctx, raw)
+    local cfg, want, opts, prep = desired_of(ctx, raw, valid)
     local existed = core.netns.exists(names.nr_ns(cfg.net_id))
     assert(core.fs.mkdir(ctx.log_dir, tonumber("700", 8)))
     local report = reconcile.apply(core, want, opts)
@@ -165,7 +166,7 @@ function nr.failover(ctx, net_id, choice)
   check_net_id(net_id)
   if type(choice) ~= "table" then check.fail("choice", choice, "must be an object") end
   return lock.hold(ctx, function()
-    local raw = context.saved_nrs(ctx)[net_id]
+    local raw = context.saved_nr(ctx, net_id)
     if not raw then check.not_found("net_id", net_id, "no such NR on this node") end
     context.save_choice(ctx, net_id, choice)
     return nr.apply(ctx, raw)

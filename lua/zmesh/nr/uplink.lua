@@ -15,6 +15,21 @@ local function current(core, ns)
   end
 end
 
+-- The addresses this process read, by namespace identity ("name ino"):
+-- the one writer gives an NR its address once and never changes it, so a
+-- long-lived writer (the daemon's) reads each NR namespace once, not once
+-- per new NR. A namespace made again has a new inode.
+local seen = {}
+
+local function current_cached(core, ns)
+  local st = core.fs.stat(names.NETNS_DIR .. "/" .. ns)
+  local key = st and st.ino and (ns .. " " .. st.ino)
+  if key and seen[key] then return seen[key] end
+  local a = current(core, ns)
+  if key and a then seen[key] = a end
+  return a
+end
+
 -- Reads every NR namespace (read-only) and picks NET_ID's address.
 function uplink.allocate(core, net_id)
   local mine = names.nr_ns(net_id)
@@ -25,9 +40,8 @@ function uplink.allocate(core, net_id)
   end
   local used = {}
   for _, ns in ipairs(core.netns.list() or {}) do
-    if ns:match("^n%-[a-z0-9]+$") then
-      local a = current(core, ns)
-      if a and ns == mine then return a end
+    if ns:match("^n%-[a-z0-9]+$") and ns ~= mine then
+      local a = current_cached(core, ns)
       if a then used[a] = true end
     end
   end

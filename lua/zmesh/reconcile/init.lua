@@ -7,7 +7,7 @@ local reconcile = {}
 
 -- The actions that would bring the system to DESIRED.
 function reconcile.actions(core, desired, opts)
-  return diff.compute(desired, inventory.read(core, desired), opts)
+  return diff.compute(desired, inventory.read(core, desired, opts), opts)
 end
 
 -- Lines of the plan, changing nothing.

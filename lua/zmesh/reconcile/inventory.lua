@@ -30,7 +30,38 @@ local function must(value, err)
   return value
 end
 
--- Read one namespace: links by name, addresses by link, main routes.
+-- Per namespace, what the desired state names in it: {links = {name →
+-- true}, routes = true when it has routes}, and which namespaces it owns
+-- whole (made or removed by it, or whose routes it prunes).
+local function mentioned_objects(desired, opts)
+  local per, whole = {}, {}
+  local function at(ns)
+    per[ns] = per[ns] or { links = {} }
+    return per[ns]
+  end
+  local function link(ns, name)
+    if ns and name then at(ns).links[name] = true end
+  end
+  for _, r in ipairs(desired) do
+    if r.kind == "netns" then whole[r.name] = true end
+    if r.kind == "link" then
+      link(r.ns, r.name)
+      link(r.birth_ns, r.name)
+      link(r.from_ns, r.from)
+      link(r.peer_ns, r.peer)
+      link(r.parent_ns, r.parent)
+      link(r.ns, r.master)
+    elseif r.kind == "addr" then
+      link(r.ns, r.dev)
+    elseif r.kind == "route" then
+      at(r.ns).routes = true
+    end
+  end
+  for _, ns in ipairs(opts and opts.own_routes or {}) do whole[ns] = true end
+  return per, whole
+end
+
+-- Read one namespace whole: links by name, addresses by link, main routes.
 local function read_ns(core, ns)
   local st = { links = {}, addrs = {}, routes = {} }
   local cns = core_ns(ns)
@@ -40,6 +71,26 @@ local function read_ns(core, ns)
     st.addrs[a.dev][#st.addrs[a.dev] + 1] = a
   end
   st.routes = must(core.route.dump(cns))
+  return st
+end
+
+-- Read only what WANT names in a namespace others share (the ndmz with a
+-- veth per NR, the host): a whole read there grows with every NR.
+local function read_named(core, ns, want)
+  local st = { links = {}, addrs = {}, routes = {} }
+  local cns = core_ns(ns)
+  local by_index = {}
+  for name in pairs(want.links) do
+    local l, err, ename = core.link.get(cns, name)
+    if l then
+      st.links[name], by_index[l.index] = l, name
+      st.addrs[name] = must(core.addr.dump(cns, name))
+    elseif ename ~= "ENODEV" then
+      error(err, 0)
+    end
+  end
+  for _, l in pairs(st.links) do l.master = l.master_index and by_index[l.master_index] end
+  if want.routes then st.routes = must(core.route.dump(cns)) end
   return st
 end
 
@@ -58,15 +109,20 @@ end
 -- false; inv.strays[ifname] = pids of its daemons still starting (no
 -- socket yet) in its birth namespace; inv.files[path] = type of what is there (mentioned files and
 -- WireGuard sockets); inv.nft[key] = {table = core.nft.dump or nil}.
-function inventory.read(core, desired)
+function inventory.read(core, desired, opts)
   local inv = { netns = {}, stale = {}, ns = {}, sysctl = {}, wg = {}, nft = {},
     daemon = {}, strays = {}, files = {} }
+  local named, whole = mentioned_objects(desired, opts)
   for _, name in ipairs(must(core.netns.list())) do inv.netns[name] = true end
   for _, ns in ipairs(ns_mentioned(desired)) do
     if ns ~= HOST and inv.netns[ns] and not core.netns.exists(ns) then
       inv.netns[ns], inv.stale[ns] = nil, true
     end
-    if ns == HOST or inv.netns[ns] then inv.ns[ns] = read_ns(core, ns) end
+    if whole[ns] and inv.netns[ns] then
+      inv.ns[ns] = read_ns(core, ns)
+    elseif ns == HOST or inv.netns[ns] then
+      inv.ns[ns] = read_named(core, ns, named[ns] or { links = {} })
+    end
   end
   for _, r in ipairs(desired) do
     local st = inv.ns[r.ns]
