@@ -43,6 +43,8 @@
 --
 -- The returned description is validated; any unknown key or value is an
 -- error naming this policy. The table is replaced whole and atomically.
+-- A hook is a function of its ctx: a writer keeps the ruleset it gave for
+-- a ctx while this file's text is unchanged, and does not call it again.
 --
 -- Default: an Internet "diode". Out of the uplink everything goes,
 -- masqueraded (but not towards the network's own range, which keeps its

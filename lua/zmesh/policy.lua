@@ -368,6 +368,12 @@ local function find(name, path)
   return nil
 end
 
+-- The file NAME resolves to on OPTS.path and its text, or nil: what
+-- a caller that keeps results per policy text keys them by.
+function policy.source(name, opts)
+  return find(name, policy.search_path(opts and opts.path))
+end
+
 -- ---- loaded policies ----
 
 -- Policy record → { [hook] = { fn = the policy's function, handler =

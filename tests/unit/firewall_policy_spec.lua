@@ -275,6 +275,32 @@ describe("firewall.from_policy", function()
     assert.matches("broken/firewall.lua:%d+: ndmz is not for this farm %(in policy firewall, hook ndmz%)", err)
   end)
 
+  it("gives a kept ruleset only while the policy's text and the context are the same", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    finally(function() os.execute("rm -rf " .. dir) end)
+    local function policy(verdict)
+      local f = assert(io.open(dir .. "/firewall.lua", "w"))
+      f:write(([[return { name = "firewall", version = 1,
+        nr = function(ctx) return { table = "zmesh", chains = { { name = "input", type = "filter", hook = "input",
+          policy = "%s", rules = { { match = { iifname = ctx.uplink }, verdict = "accept" } } } } } end,
+        ndmz = function() return { table = "zmesh", chains = {} } end }]]):format(verdict))
+      f:close()
+    end
+    policy("drop")
+    local a = assert(firewall.from_policy("nr", { uplink = "public" }, { path = { dir } }))
+    assert.equals("drop", a.chains[1].policy)
+    a.chains[1].policy = "changed by a caller"
+    local b = assert(firewall.from_policy("nr", { uplink = "public" }, { path = { dir } }))
+    assert.equals("drop", b.chains[1].policy)
+    assert.equals("eth9", assert(firewall.from_policy("nr", { uplink = "eth9" }, { path = { dir } }))
+      .chains[1].rules[1].match.iifname)
+    policy("accept")
+    assert.equals("accept", assert(firewall.from_policy("nr", { uplink = "public" }, { path = { dir } }))
+      .chains[1].policy)
+  end)
+
   it("knows only the nr and ndmz roles", function()
     local ok, err = firewall.from_policy("host", {})
     assert.is_nil(ok)
