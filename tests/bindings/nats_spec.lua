@@ -141,7 +141,8 @@ local json = require "zmesh.json"
 local dir = ...
 local r = {}
 local c
-for _ = 1, 100 do
+-- A cold first start (JetStream making its store) may take seconds.
+for _ = 1, 600 do
   c = core.nats.connect { servers = { "nats://127.0.0.1:4222" }, nkey_seed_file = dir .. "/admin.nk" }
   if c then break end
   os.execute("sleep 0.05")

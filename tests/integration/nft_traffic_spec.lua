@@ -46,8 +46,8 @@ local function build()
   for _, ns in ipairs({ t.net, t.nr, t.ct }) do
     h.sh(("ip netns exec %s python3 %s serve %d >/dev/null 2>&1 &"):format(ns, h.peer, PORT))
   end
-  -- Wait until the three listen.
-  for _ = 1, 50 do
+  -- Wait until the three listen (a cold interpreter may take seconds).
+  for _ = 1, 300 do
     local n = 0
     for _, ns in ipairs({ t.net, t.nr, t.ct }) do
       local out = testns.exec(ns, "ss -Hltn sport = :" .. PORT)
