@@ -197,9 +197,10 @@ out:
  * the receiving one (UdpRcvbufErrors) and TCP through the tunnel backs
  * off. Give them what newer versions take themselves, from outside: each
  * UDP socket of the daemon answering on FD, taken with pidfd_getfd(2)
- * (its link listener is muted on the way: mute_link_events). It binds again on every port change and every time its link comes up
- * (which it notices up to a second late), so this runs after every set
- * and get; a socket already raised costs one getsockopt.
+ * (its link listener is muted on the way: mute_link_events). It binds
+ * again on every port change and every time its link comes up (which it
+ * notices up to a second late), so this runs after every set and get; a
+ * socket already raised costs one getsockopt.
  */
 static int tune_daemon(int fd, const char *name)
 {

@@ -739,22 +739,15 @@ end
 
 firewall.contract = { hooks = { "nr", "ndmz" } }
 
--- The ruleset policy "firewall" decides for ROLE ("nr" or "ndmz") given
--- ctx, validated; nil and a message naming the policy file on failure.
--- opts.path: extra policy directories, searched first.
 -- Rulesets given, by policy file, its text, role and context: a hook is a
 -- function of its context (the contract), and a long-lived writer asks
 -- for the same ruleset on every apply of every NR. Loading and validating
 -- it each time was a fifth of a no-op apply.
 local given, given_count = {}, 0
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
-
+-- The ruleset policy "firewall" decides for ROLE ("nr" or "ndmz") given
+-- ctx, validated; nil and a message naming the policy file on failure.
+-- opts.path: extra policy directories, searched first.
 function firewall.from_policy(role, ctx, opts)
   local policy = require "zmesh.policy"
   local json = require "zmesh.json"
@@ -764,7 +757,7 @@ function firewall.from_policy(role, ctx, opts)
   local file, src = policy.source("firewall", opts)
   local encoded, ctx_text = pcall(json.encode, ctx)
   local key = file and encoded and table.concat({ file, src, role, ctx_text }, "\0")
-  if key and given[key] then return copy(given[key]) end
+  if key and given[key] then return json.copy(given[key]) end
   local p, err = policy.load("firewall", firewall.contract, opts)
   if not p then return nil, err end
   local ok, desc = pcall(policy.call, p, role, ctx)
@@ -776,7 +769,7 @@ function firewall.from_policy(role, ctx, opts)
   end
   if key then
     if given_count >= 512 then given, given_count = {}, 0 end
-    given[key], given_count = copy(norm), given_count + 1
+    given[key], given_count = json.copy(norm), given_count + 1
   end
   return norm
 end

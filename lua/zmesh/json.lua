@@ -25,6 +25,15 @@ function json.kind(t)
   return nil
 end
 
+-- A deep copy that keeps the marks (metatables): for callers that hand
+-- out what they keep, or keep what they were given.
+function json.copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = json.copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
 local EMPTY = "%[[ \t\n\r]*%]"
 
 -- The quote that ends the string whose text starts at J (one that no odd

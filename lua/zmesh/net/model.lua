@@ -30,6 +30,7 @@
 --                 "via" (the aggregator it peers with) } ]
 -- }
 local ip = require "zmesh.ip"
+local json = require "zmesh.json"
 
 local model = {}
 
@@ -81,12 +82,7 @@ function model.mesh_usable(subnet)
   return not ((b == 0 and c == 0) or (b == 255 and c == 255))
 end
 
-function model.copy(t)
-  if type(t) ~= "table" then return t end
-  local out = {}
-  for k, v in pairs(t) do out[k] = model.copy(v) end
-  return setmetatable(out, getmetatable(t))
-end
+model.copy = json.copy
 
 -- The node with id ID and its index in net.nodes, or nil.
 function model.find_node(net, id)

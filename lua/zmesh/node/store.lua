@@ -48,14 +48,8 @@ end
 -- O(NRs). Every write is a rename, so a changed file has a new inode.
 local cache = {}
 
--- A deep copy that keeps JSON marks (metatables): callers may change
--- what they get without changing the cache.
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
+-- Callers may change what they get without changing the cache.
+local copy = json.copy
 
 -- FIELD: only data[FIELD] (a scalar) is wanted, and no copy is made.
 local function cached_decode(path, kind, field)

@@ -15,15 +15,17 @@ local function current(core, ns)
   end
 end
 
--- The addresses this process read, by namespace identity ("name ino"):
--- the one writer gives an NR its address once and never changes it, so a
--- long-lived writer (the daemon's) reads each NR namespace once, not once
--- per new NR. A namespace made again has a new inode.
+-- The addresses this process read, by namespace identity (name, inode
+-- and inode time of its nsfs file): the one writer gives an NR its
+-- address once and never changes it, so a long-lived writer (the
+-- daemon's) reads each NR namespace once, not once per new NR. A
+-- namespace made again is another inode, or the same number at another
+-- time.
 local seen = {}
 
 local function current_cached(core, ns)
   local st = core.fs.stat(names.NETNS_DIR .. "/" .. ns)
-  local key = st and st.ino and (ns .. " " .. st.ino)
+  local key = st and st.ino and st.mtime_ns and (ns .. " " .. st.ino .. " " .. st.mtime_ns)
   if key and seen[key] then return seen[key] end
   local a = current(core, ns)
   if key and a then seen[key] = a end
