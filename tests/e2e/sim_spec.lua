@@ -36,7 +36,7 @@ local function holders_of(ids)
       for _, kind in ipairs({ "net", "mnt" }) do
         local id = core.fs.readlink(base .. "/ns/" .. kind)
         if id and ids[id] then
-          found[#found + 1] = pid .. " in " .. ids[id] .. ": " .. testns.sh("tr '\\0' ' ' < " .. base .. "/cmdline")
+          found[#found + 1] = pid .. " in " .. ids[id] .. ": " .. testns.sh("tr '\\0' ' ' 2>/dev/null < " .. base .. "/cmdline")
         end
       end
       for _, fd in ipairs(core.fs.list(base .. "/fd") or {}) do
@@ -64,7 +64,7 @@ describe("the simulator", function()
       if not destroyed then S:destroy() end
       -- Even when the teardown under test fails: leave nothing behind.
       for _, pid in pairs(pids) do
-        local cmd = testns.sh("tr '\\0' ' ' < /proc/" .. pid .. "/cmdline 2>/dev/null")
+        local cmd = testns.sh("tr '\\0' ' ' 2>/dev/null < /proc/" .. pid .. "/cmdline")
         if cmd:find("1000", 1, true) or cmd:find("serve", 1, true) then testns.sh("kill -9 " .. pid) end
       end
     end)
@@ -141,7 +141,7 @@ describe("the simulator", function()
 
     local running = {}
     for what, pid in pairs(pids) do
-      local cmd = testns.sh("tr '\\0' ' ' < /proc/" .. pid .. "/cmdline 2>/dev/null")
+      local cmd = testns.sh("tr '\\0' ' ' 2>/dev/null < /proc/" .. pid .. "/cmdline")
       if cmd:find("1000", 1, true) or cmd:find("serve", 1, true) then
         running[#running + 1] = what .. " (" .. pid .. "): " .. cmd
       end
