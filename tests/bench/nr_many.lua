@@ -13,8 +13,8 @@
 --    against the same of the first NR's daemon while it was alone.
 -- The kernel backend cannot run here (no WireGuard module); the QEMU VM
 -- (make vm-test) emulates its CPU, so its timings say nothing of a real
--- node and memory per kernel NR is not measured. Nothing is asserted
--- about timings.
+-- node; memory per kernel NR is measured there by kernel_nr.lua. Nothing
+-- is asserted about timings.
 -- ZMESH_BENCH_NRS changes the number of NRs (default 200).
 local ROOT = os.getenv("ZMESH_ROOT") or "."
 local stats = dofile(ROOT .. "/tests/bench/lib/stats.lua")
