@@ -132,7 +132,7 @@ describe("wg (userspace)", function()
       end
     end
     assert.is_true(route_sockets > 0, "the daemon has no rtnetlink socket in " .. A)
-    local out, ok = testns.exec(WA, "ping -c 3 -i 0.3 -W 2 10.9.2.1")
+    local out, ok = testns.exec(WA, "ping -c 5 -i 0.5 -W 2 10.9.2.1")
     assert.is_true(ok, out)
   end)
 
