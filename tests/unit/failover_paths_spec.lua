@@ -58,17 +58,17 @@ local function accepts(node, from_id, src)
   return false
 end
 
--- Walk a packet from A (source its subnet's .10) to DST: the list of nodes
--- it crosses, or nil and why. Ends where DST is inside the node's subnet,
--- or (for an Internet address) at the node that breaks out.
-local function walk(nodes, a, dst, internet)
-  local src = ip.host(nodes[a].subnet, 10)
+-- Walk a packet from SRC to DST, starting at node A: the list of nodes it
+-- crosses, or nil and why. Ends where DST is inside the prefix HOME(node)
+-- gives, or (for an Internet address) at the node that breaks out.
+local function walk_from(nodes, a, src, dst, internet, home)
   local at, hops = a, { a }
   for _ = 1, 6 do
     local node = nodes[at]
+    local mine = home(node)
     if internet then
       if node.exit == "local" then return hops end
-    elseif ip.contains(node.subnet, dst) then
+    elseif mine and ip.contains(mine, dst) then
       return hops
     end
     local p = best_peer(node, dst)
@@ -81,6 +81,11 @@ local function walk(nodes, a, dst, internet)
     hops[#hops + 1] = at
   end
   return nil, "a loop: " .. table.concat(hops, " → ")
+end
+
+-- IPv4, from A's subnet's .10, to a subnet or (INTERNET) out.
+local function walk(nodes, a, dst, internet)
+  return walk_from(nodes, a, ip.host(nodes[a].subnet, 10), dst, internet, function(n) return n.subnet end)
 end
 
 local function all_pairs(nodes, ids, why)
@@ -165,28 +170,9 @@ local function daemon_choice(t, dead, broken)
   end
 end
 
--- Walk an IPv6 packet from SRC to DST, starting at node A: the nodes it
--- crosses, or nil and why. Ends where DST is in the node's routed /64,
--- or (DST on the Internet) at the node that breaks out.
+-- IPv6, from SRC: ends in the node's routed /64, or (INTERNET) out.
 local function walk6(nodes, a, src, dst, internet)
-  local at, hops = a, { a }
-  for _ = 1, 6 do
-    local node = nodes[at]
-    if internet then
-      if node.exit == "local" then return hops end
-    elseif node.routed and ip.contains(node.routed, dst) then
-      return hops
-    end
-    local p = best_peer(node, dst)
-    if not p then return nil, at .. " has no route" end
-    if not nodes[p.id] then return nil, at .. " routes to " .. p.id .. ", which is no NR" end
-    if not accepts(nodes[p.id], at, src) then
-      return nil, string.format("%s drops what %s sends it (source not in its AllowedIPs)", p.id, at)
-    end
-    at = p.id
-    hops[#hops + 1] = at
-  end
-  return nil, "a loop: " .. table.concat(hops, " → ")
+  return walk_from(nodes, a, src, dst, internet, function(n) return n.routed end)
 end
 
 describe("failover paths over rendered networks", function()

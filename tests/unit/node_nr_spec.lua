@@ -2,12 +2,7 @@
 -- changes only what differs), plan, rollback, remove, containers.
 local fake_core = require "fake_core"
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = require "tmpdir"
 
 describe("node side (fake core)", function()
   local fake, ctx, node, nr, container, dir, node_key

@@ -34,12 +34,7 @@ local function find(list, pred)
   for _, r in ipairs(list) do if pred(r) then return r end end
 end
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = require "tmpdir"
 
 describe("an NR config with a routed prefix", function()
   it("is checked field by field", function()

@@ -2,12 +2,7 @@
 -- set aside and reported, never in the way.
 local fake_core = require "fake_core"
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = require "tmpdir"
 
 local function write(path, text)
   local f = assert(io.open(path, "w"))
