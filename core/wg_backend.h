@@ -33,4 +33,24 @@ int zm_wg_uapi_strays(const struct zm_ns *birth, const char *program,
 int zm_wg_uapi_end_strays(const struct zm_ns *birth, const char *program,
 			  const char *name);
 
+/* TUNs handed to wireguard-go (wg_tun.c) */
+/* The daemon's PATH: what it runs with, whatever the caller's is. */
+#define ZM_WG_DAEMON_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+enum zm_wg_tun_mode {
+	ZM_WG_TUN_OWN,	/* the daemon makes its own (an unknown release) */
+	ZM_WG_TUN_PI,	/* with the packet-information header */
+	ZM_WG_TUN_VNET,	/* IFF_NO_PI | IFF_VNET_HDR */
+};
+/* PROGRAM found as execvp(3) would (the caller's PATH), into PATH. */
+int zm_wg_tun_resolve(const char *program, char *path, size_t size);
+/* How the wireguard-go at PATH takes a TUN, from its --version. */
+enum zm_wg_tun_mode zm_wg_tun_mode(const char *path);
+/* A TUN NAME made in NS (MTU 0: the kernel's); its fd or -errno. */
+int zm_wg_tun_open(const struct zm_ns *ns, const char *name,
+		   enum zm_wg_tun_mode mode, unsigned int mtu);
+/* Close FD (-1: nothing) in a thread of its own: a TUN's unregister waits. */
+void zm_wg_tun_close_later(int fd);
+/* Wait until every FD given to zm_wg_tun_close_later is closed. */
+void zm_wg_tun_settle(void);
+
 #endif

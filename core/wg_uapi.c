@@ -704,7 +704,8 @@ static void reset_signals(void)
  * outlives a short-lived zmesh. The middle child reports the daemon's pid;
  * a close-on-exec pipe reports a failed exec.
  */
-static int spawn_daemon(const struct zm_wg_create *c, pid_t *out)
+static int spawn_daemon(const struct zm_wg_create *c, const char *path,
+			int tun, pid_t *out)
 {
 	const char *program = c->program ? c->program : "wireguard-go";
 	int pid_pipe[2], exec_pipe[2], err, child_err = 0;
@@ -736,15 +737,21 @@ static int spawn_daemon(const struct zm_wg_create *c, pid_t *out)
 			int fd = open(c->log_path ? c->log_path : "/dev/null",
 				      O_WRONLY | O_CREAT | O_APPEND, 0600);
 			int devnull = open("/dev/null", O_RDONLY);
+			int report = exec_pipe[1];
+			/* Above the fd number it goes to, before any dup2. */
+			int t = tun >= 0 ? fcntl(tun, F_DUPFD, 10) : -1;
 
-			if (fd < 0 || devnull < 0)
+			if (fd < 0 || devnull < 0 || (tun >= 0 && t < 0))
 				goto exec_failed;
 			dup2(devnull, 0);
 			dup2(fd, 1);
 			dup2(fd, 2);
 			dup2(exec_pipe[1], 3);
 			fcntl(3, F_SETFD, FD_CLOEXEC);
-			close_range(4, ~0U, 0);
+			report = 3;
+			if (t >= 0)
+				dup2(t, 4);	/* WG_TUN_FD=4 */
+			close_range(t >= 0 ? 5 : 4, ~0U, 0);
 			/*
 			 * Nor the caller's signals: an ignored one stays
 			 * ignored across exec, and a blocked one stays
@@ -757,14 +764,15 @@ static int spawn_daemon(const struct zm_wg_create *c, pid_t *out)
 			 * (secrets, proxies, Go tuning) is none of its business.
 			 */
 			char *envp[] = {
-				"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-				"WG_PROCESS_FOREGROUND=1", NULL
+				"PATH=" ZM_WG_DAEMON_PATH,
+				"WG_PROCESS_FOREGROUND=1",
+				t >= 0 ? "WG_TUN_FD=4" : NULL, NULL
 			};
 
-			execvpe(program, argv, envp);
+			execve(path, argv, envp);
 exec_failed:
 			err = errno;
-			if (write(3, &err, sizeof(err)) < 0)
+			if (write(report, &err, sizeof(err)) < 0)
 				_exit(126);
 			_exit(127);
 		}
@@ -845,22 +853,22 @@ static void log_tail(const char *path, char *out, size_t size)
 int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 {
 	unsigned int timeout = c->timeout_ms ? c->timeout_ms : 5000;
-	unsigned int waited = 0;
-	struct zm_link_change move = { 0 };
+	bool moves = c->birth->dev != c->target->dev ||
+		     c->birth->ino != c->target->ino;
+	enum zm_wg_tun_mode mode = ZM_WG_TUN_OWN;
+	unsigned int waited = 0, mtu = c->mtu;
+	struct zm_link_change change = { 0 };
+	int tun[2] = { -1, -1 };
+	char path[PATH_MAX];
 	pid_t daemon_pid = 0;
 	int err;
 
+	/* An earlier create's placeholder may have this very name. */
+	zm_wg_tun_settle();
 	if (zm_wg_uapi_serves(c->name)) {
 		zm_err_set("a userspace WireGuard already serves '%s'", c->name);
 		return -EEXIST;
 	}
-	if (zm_link_index(c->target, c->name) >= 0 ||
-	    zm_link_index(c->birth, c->name) >= 0) {
-		zm_err_clear();
-		zm_err_set("link '%s' already exists", c->name);
-		return -EEXIST;
-	}
-	zm_err_clear();
 	/*
 	 * A create killed half-way may have left a daemon that is still
 	 * starting (no socket yet): it would take the name from under ours.
@@ -868,14 +876,45 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 	err = zm_wg_uapi_end_strays(c->birth, c->program, c->name);
 	if (err < 0)
 		return err;
+	if (zm_link_index(c->target, c->name) >= 0 ||
+	    zm_link_index(c->birth, c->name) >= 0) {
+		zm_err_clear();
+		zm_err_set("link '%s' already exists", c->name);
+		return -EEXIST;
+	}
+	zm_err_clear();
+	err = zm_wg_tun_resolve(c->program ? c->program : "wireguard-go",
+				path, sizeof(path));
+	if (err) {
+		zm_err_set("cannot run %s", c->program ? c->program : "wireguard-go");
+		return err;
+	}
 	if (mkdir(ZM_WG_SOCKET_DIR, 0755) && errno != EEXIST) {
 		err = -errno;
 		zm_err_set("cannot make %s", ZM_WG_SOCKET_DIR);
 		return err;
 	}
-	err = spawn_daemon(c, &daemon_pid);
-	if (err)
+	/* What wireguard-go sets on a TUN it makes itself. */
+	if (!mtu)
+		mtu = 1420;
+	if (moves)
+		mode = zm_wg_tun_mode(path);
+	if (mode != ZM_WG_TUN_OWN) {
+		tun[0] = zm_wg_tun_open(c->target, c->name, mode, mtu);
+		tun[1] = tun[0] < 0 ? tun[0] :
+			 zm_wg_tun_open(c->birth, c->name, mode, 0);
+		err = tun[1] < 0 ? tun[1] : 0;
+	}
+	if (!err)
+		err = spawn_daemon(c, path, tun[0], &daemon_pid);
+	/* The daemon holds the TUN now: it goes when the daemon ends. */
+	if (tun[0] >= 0)
+		close(tun[0]);
+	if (err) {
+		if (tun[1] >= 0)
+			close(tun[1]);
 		return err;
+	}
 	/* Moving the link before the API socket answers kills the daemon. */
 	while (!zm_wg_uapi_serves(c->name)) {
 		if (!zm_pid_alive(daemon_pid)) {
@@ -893,27 +932,32 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 			err = -ETIMEDOUT;
 			goto fail;
 		}
-		/* It answers some 15 ms after exec: a coarse poll adds to that. */
+		/* It answers some 5 ms after exec: a coarse poll adds to that. */
 		zm_sleep_ms(1);
 		waited += 1;
 	}
-	if (c->birth->dev != c->target->dev || c->birth->ino != c->target->ino) {
-		move.has = ZM_LINK_SET_NETNS;
-		move.netns = c->target;
-		err = zm_link_set(c->birth, c->name, &move);
+	/* Its start is over: the name need not be there any more. */
+	zm_wg_tun_close_later(tun[1]);
+	tun[1] = -1;
+	if (mode == ZM_WG_TUN_OWN && moves) {
+		change.has = ZM_LINK_SET_NETNS;
+		change.netns = c->target;
+		err = zm_link_set(c->birth, c->name, &change);
 		if (err)
 			goto fail;
 	}
-	if (c->mtu) {
-		move.has = ZM_LINK_SET_MTU;
-		move.mtu = c->mtu;
-		err = zm_link_set(c->target, c->name, &move);
+	if (mode == ZM_WG_TUN_OWN && c->mtu) {
+		change.has = ZM_LINK_SET_MTU;
+		change.mtu = c->mtu;
+		err = zm_link_set(c->target, c->name, &change);
 		if (err)
 			goto fail;
 	}
 	*pid = daemon_pid;
 	return 0;
 fail:
+	if (tun[1] >= 0)
+		close(tun[1]);
 	zm_pid_end(daemon_pid, SIGKILL, 2000);
 	unlink_socket(c->name);
 	return err;

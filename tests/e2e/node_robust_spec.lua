@@ -291,6 +291,7 @@ describe("the node side, killed, raced and probed", function()
     local pid = S:sh("n1", "pgrep -x wireguard-go --nslist mnt --ns " .. S.nodes.n1.pid)
     assert.matches("^%d+$", pid)
     local env = S:sh("n1", "tr '\\0' '\\n' < /proc/" .. pid .. "/environ | cut -d= -f1 | LC_ALL=C sort")
-    assert.equal("PATH\nWG_PROCESS_FOREGROUND", env)
+    -- WG_TUN_FD: the TUN made for it in the NR (core/wg_tun.c).
+    assert.equal("PATH\nWG_PROCESS_FOREGROUND\nWG_TUN_FD", env)
   end)
 end)

@@ -55,7 +55,12 @@ describe("wg (userspace)", function()
   end)
 
   it("is born in one namespace and lives in another", function()
-    assert.truthy(core.link.get(WA, ia))
+    local tun = assert(core.link.get(WA, ia))
+    assert.equal("tun", tun.kind)
+    assert.equal(1420, tun.mtu)
+    -- Made there, never moved: where it was born, the placeholder that
+    -- wireguard-go looked its TUN up by at start is gone once settled.
+    assert.is_true(core.wg.settle())
     assert.is_nil(core.link.get(A, ia))
     -- Its UDP socket stays where it was born.
     tunnel("192.0.2.2:51821", "192.0.2.1:51820")
@@ -202,6 +207,27 @@ describe("wg (userspace)", function()
     local ok, _, ename = core.wg.get { ns = WA, name = ia }
     assert.is_nil(ok)
     assert.is_string(ename)
+  end)
+
+  it("lets a wireguard-go of an unknown release make its own TUN, and moves it", function()
+    local dir = testns.sh("mktemp -d")
+    local wrapper = dir .. "/wireguard-go"
+    local f = assert(io.open(wrapper, "w"))
+    f:write('#!/bin/sh\n[ "$1" = --version ] && { echo "wireguard-go vdev-build"; exit 0; }\n'
+      .. 'exec /usr/bin/wireguard-go "$@"\n')
+    f:close()
+    testns.must("chmod 755 " .. wrapper)
+    local name = "zt" .. testns.run_id .. "o"
+    local ok, err = core.wg.create { name = name, birth_ns = A, ns = WA, backend = "userspace",
+      program = wrapper, mtu = 1380 }
+    testns.sh("rm -rf " .. dir)
+    assert.truthy(ok, err)
+    local tun = core.link.get(WA, name)
+    local left = core.link.get(A, name)
+    core.wg.delete { ns = WA, name = name }
+    assert.truthy(tun, "no interface in " .. WA)
+    assert.equal(1380, tun.mtu)
+    assert.is_nil(left, "the TUN stayed in " .. A)
   end)
 
   it("says when the daemon cannot start", function()

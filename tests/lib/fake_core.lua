@@ -1398,6 +1398,8 @@ function fake_core.new()
       settle()
       return { backend = "userspace", pid = d.pid }
     end, "create"),
+    -- The real create's placeholder in the birth namespace: never made here.
+    settle = api(function() return true end, "settle"),
     -- set{ns, name, private_key, listen_port, fwmark, replace_peers, peers}:
     -- what is absent stays as it is.
     set = api(function(o)

@@ -126,6 +126,32 @@ describe("reconcile.diff", function()
     assert.same({}, diff.compute(want, i))
   end)
 
+  it("puts addresses and routes back on a link it makes again, though the inventory still saw them", function()
+    -- Read while the dead daemon's TUN was still being unregistered.
+    local st = { links = { w = { name = "w", kind = "tun", up = true, mtu = 1420 },
+        br = { name = "br", kind = "veth", up = true, mtu = 1500 } },
+      addrs = { w = { { dev = "w", addr = "100.64.1.1/16", scope = "global" } },
+        br = { { dev = "br", addr = "10.0.0.1/24", scope = "global" } } },
+      routes = { { dst = "10.1.0.0/16", dev = "w", family = 4, protocol = "static" },
+        { dst = "10.2.0.0/16", dev = "w", family = 4, protocol = "static" } } }
+    local i = inv({ x = st })
+    i.wg["wg x w"] = false
+    local want = {
+      { kind = "link", ns = "x", name = "w", type = "wireguard", birth_ns = "b", up = true },
+      { kind = "link", ns = "x", name = "br", type = "bridge", up = true },
+      { kind = "addr", ns = "x", dev = "w", addr = "100.64.1.1/16" },
+      { kind = "addr", ns = "x", dev = "br", addr = "10.0.0.1/24" },
+      { kind = "route", ns = "x", family = 4, dst = "10.1.0.0/16", dev = "w" },
+    }
+    local actions = diff.compute(want, i, { own_routes = { "x" } })
+    assert.same({ "link_delete", "link_bridge", "link_set", "wg_create", "link_set", "addr_add", "addr_add",
+      "route_replace" }, ops(actions))
+    local added = {}
+    for _, a in ipairs(actions) do if a.op == "addr_add" then added[a.dev] = a.addr end end
+    assert.same({ w = "100.64.1.1/16", br = "10.0.0.1/24" }, added)
+    assert.equal("10.1.0.0/16", actions[8].dst)
+  end)
+
   it("does nothing when all is as desired", function()
     local st = { links = { br = { name = "br", kind = "bridge", up = true, mtu = 1500 } },
       addrs = { br = { { dev = "br", addr = "10.0.0.1/24", scope = "global" } } }, routes = {} }

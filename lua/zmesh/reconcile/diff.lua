@@ -90,7 +90,11 @@ local function half_made_wireguard(r, inv, out)
       at(in_birth and r.birth_ns or r.ns, r.name)) }
 end
 
+-- Returns the links it deletes and makes again ("ns name" → true): what
+-- the inventory saw on them (addresses, routes through them) goes with
+-- them, and is to be made again.
 local function diff_links(desired, inv, out)
+  local remade = {}
   for _, r in ipairs(desired) do
     if r.kind == "link" and not r.absent then
       local st = inv.ns[r.ns]
@@ -100,7 +104,7 @@ local function diff_links(desired, inv, out)
         out[#out + 1] = { op = "link_delete", ns = r.ns, name = r.name,
           text = string.format("delete %s (a %s, not a %s)", at(r.ns, r.name),
             actual.kind or "device", r.type) }
-        actual = nil
+        actual, remade[r.ns .. " " .. r.name] = nil, true
       end
       if actual and r.type == "wireguard" and inv.wg["wg " .. r.ns .. " " .. r.name] == false then
         -- The link is there but nothing answers for it (its daemon died):
@@ -108,7 +112,7 @@ local function diff_links(desired, inv, out)
         create = link_create(r)
         create.replace_stale = true
         create.text = string.format("recreate wireguard %s (it does not answer)", at(r.ns, r.name))
-        actual = nil
+        actual, remade[r.ns .. " " .. r.name] = nil, true
       elseif not actual and r.type == "moved" and r.optional
           and not (inv.ns[r.from_ns] and inv.ns[r.from_ns].links[r.from]) then
         -- Nothing to take over (an optional move: the NIC going home).
@@ -124,9 +128,10 @@ local function diff_links(desired, inv, out)
     end
     ::next_link::
   end
+  return remade
 end
 
-local function diff_addrs(desired, inv, out)
+local function diff_addrs(desired, inv, remade, out)
   local want, managed = {}, {}
   for _, r in ipairs(desired) do
     if r.kind == "link" and not r.absent and not r.keep_addrs then
@@ -134,7 +139,7 @@ local function diff_addrs(desired, inv, out)
     end
     if r.kind == "addr" then
       want[r.ns .. " " .. r.dev .. " " .. r.addr] = true
-      local st = inv.ns[r.ns]
+      local st = not remade[r.ns .. " " .. r.dev] and inv.ns[r.ns]
       local have = false
       for _, a in ipairs(st and st.addrs[r.dev] or {}) do
         if a.addr == r.addr then have = true end
@@ -145,8 +150,8 @@ local function diff_addrs(desired, inv, out)
       end
     end
   end
-  for _, r in pairs(managed) do
-    local st = inv.ns[r.ns]
+  for key, r in pairs(managed) do
+    local st = not remade[key] and inv.ns[r.ns]
     for _, a in ipairs(st and st.addrs[r.name] or {}) do
       if a.scope == "global" and not want[r.ns .. " " .. r.name .. " " .. a.addr] then
         out[#out + 1] = { op = "addr_delete", ns = r.ns, dev = r.name, addr = a.addr,
@@ -164,8 +169,9 @@ local function route_text(verb, ns, family, dst, via, dev)
     via and (" via " .. via) or "", dev and (" dev " .. dev) or "", ns)
 end
 
-local function diff_routes(desired, inv, opts, out)
+local function diff_routes(desired, inv, opts, remade, out)
   local want = {}
+  local function gone(ns, a) return a.dev ~= nil and remade[ns .. " " .. a.dev] end
   for _, r in ipairs(desired) do
     if r.kind == "route" and not r.absent then
       if r.family ~= 4 and r.family ~= 6 then
@@ -176,7 +182,7 @@ local function diff_routes(desired, inv, opts, out)
       local ok = false
       for _, a in ipairs(st and st.routes or {}) do
         if a.family == r.family and a.dst == r.dst and a.via == r.via
-           and (r.dev == nil or a.dev == r.dev) then
+           and (r.dev == nil or a.dev == r.dev) and not gone(r.ns, a) then
           ok = true
         end
       end
@@ -189,7 +195,7 @@ local function diff_routes(desired, inv, opts, out)
   for _, ns in ipairs(opts.own_routes or {}) do
     local st = inv.ns[ns]
     for _, a in ipairs(st and st.routes or {}) do
-      if a.protocol ~= "kernel" and not want[ns .. " " .. a.family .. " " .. a.dst] then
+      if a.protocol ~= "kernel" and not want[ns .. " " .. a.family .. " " .. a.dst] and not gone(ns, a) then
         out[#out + 1] = { op = "route_delete", ns = ns, family = a.family, dst = a.dst,
           via = a.via, dev = a.dev, text = route_text("remove ", ns, a.family, a.dst, a.via, a.dev) }
       end
@@ -365,12 +371,12 @@ function diff.compute(desired, inv, opts)
         text = string.format("sysctl %s=%s in %s", r.key, r.value, r.ns) }
     end
   end
-  diff_links(desired, inv, out)
+  local remade = diff_links(desired, inv, out)
   for _, r in ipairs(desired) do
     if r.kind == "wg" then diff_wg(r, inv.wg[resources.key(r)], out) end
   end
-  diff_addrs(desired, inv, out)
-  diff_routes(desired, inv, opts, out)
+  diff_addrs(desired, inv, remade, out)
+  diff_routes(desired, inv, opts, remade, out)
   for _, r in ipairs(desired) do
     if r.kind == "nft" then diff_nft(r, inv.nft[resources.key(r)], out) end
   end
