@@ -500,17 +500,8 @@ static int l_kernel_available(lua_State *L)
 	return 1;
 }
 
-/* settle(): the placeholders of earlier creates are gone when it returns. */
-static int l_settle(lua_State *L)
-{
-	zm_wg_settle();
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
 static const luaL_Reg funcs[] = {
 	{ "create", l_create },
-	{ "settle", l_settle },
 	{ "set", l_set },
 	{ "get", l_get },
 	{ "delete", l_delete },

@@ -67,11 +67,6 @@ int zm_wg_create(const struct zm_wg_create *c, pid_t *pid)
 	}
 }
 
-void zm_wg_settle(void)
-{
-	zm_wg_tun_settle();
-}
-
 int zm_wg_set(struct zm_ns *ns, const struct zm_wg_device *dev)
 {
 	int err = begin(dev->name);

@@ -138,12 +138,6 @@ int zm_wg_delete(struct zm_ns *ns, struct zm_ns *birth, const char *name);
  */
 int zm_wg_strays(struct zm_ns *birth, const char *name, pid_t **pids,
 		 size_t *count);
-/*
- * A userspace create makes a placeholder of the interface's name in BIRTH
- * for the daemon's start (wg_tun.c), and returns while the kernel still
- * unregisters it; this waits until every such placeholder is gone.
- */
-void zm_wg_settle(void);
 /* The pid serving NAME over the userspace API, or -errno (dead: -ENOENT…). */
 int zm_wg_userspace_pid(const char *name);
 

@@ -48,9 +48,5 @@ enum zm_wg_tun_mode zm_wg_tun_mode(const char *path);
 /* A TUN NAME made in NS (MTU 0: the kernel's); its fd or -errno. */
 int zm_wg_tun_open(const struct zm_ns *ns, const char *name,
 		   enum zm_wg_tun_mode mode, unsigned int mtu);
-/* Close FD (-1: nothing) in a thread of its own: a TUN's unregister waits. */
-void zm_wg_tun_close_later(int fd);
-/* Wait until every FD given to zm_wg_tun_close_later is closed. */
-void zm_wg_tun_settle(void);
 
 #endif

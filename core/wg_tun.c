@@ -6,11 +6,11 @@
  * for a TUN, most of what creating a userspace interface cost).
  *
  * wireguard-go looks its TUN up by name in the namespace it runs in (the
- * ndmz, which keeps its UDP socket) and sets its MTU there once, at
- * start, and exits when that fails. So a placeholder of the same name is
- * made in the ndmz for its start: a TUN, down, closed once the daemon
- * answers. Closing it unregisters it, an RCU grace period again: that
- * wait is a thread's, not the caller's.
+ * ndmz, which keeps its UDP socket) and sets its MTU there, at start, and
+ * exits when that fails. So a placeholder of the same name is made in the
+ * ndmz: a TUN, down, held by the daemon alone (an fd it never uses), gone
+ * with it. Closed earlier, its unregister would cost the same grace
+ * period as the move did.
  */
 #include "err.h"
 #include "netns.h"
@@ -18,8 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,31 +196,3 @@ int zm_wg_tun_open(const struct zm_ns *ns, const char *name,
 	return fd;
 }
 
-static void *close_fd(void *arg)
-{
-	close((int)(intptr_t)arg);
-	return NULL;
-}
-
-/* Closers not joined yet; the core is called from one thread. */
-static pthread_t closers[32];
-static size_t n_closers;
-
-void zm_wg_tun_settle(void)
-{
-	while (n_closers)
-		pthread_join(closers[--n_closers], NULL);
-}
-
-void zm_wg_tun_close_later(int fd)
-{
-	if (fd < 0)
-		return;
-	if (n_closers == sizeof(closers) / sizeof(closers[0]))
-		zm_wg_tun_settle();
-	if (pthread_create(&closers[n_closers], NULL, close_fd,
-			   (void *)(intptr_t)fd))
-		close(fd);
-	else
-		n_closers++;
-}

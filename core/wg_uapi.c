@@ -705,7 +705,7 @@ static void reset_signals(void)
  * a close-on-exec pipe reports a failed exec.
  */
 static int spawn_daemon(const struct zm_wg_create *c, const char *path,
-			int tun, pid_t *out)
+			const int tun[2], pid_t *out)
 {
 	const char *program = c->program ? c->program : "wireguard-go";
 	int pid_pipe[2], exec_pipe[2], err, child_err = 0;
@@ -738,10 +738,12 @@ static int spawn_daemon(const struct zm_wg_create *c, const char *path,
 				      O_WRONLY | O_CREAT | O_APPEND, 0600);
 			int devnull = open("/dev/null", O_RDONLY);
 			int report = exec_pipe[1];
-			/* Above the fd number it goes to, before any dup2. */
-			int t = tun >= 0 ? fcntl(tun, F_DUPFD, 10) : -1;
+			/* Above the fd numbers they go to, before any dup2. */
+			int t = tun[0] >= 0 ? fcntl(tun[0], F_DUPFD, 10) : -1;
+			int ph = tun[1] >= 0 ? fcntl(tun[1], F_DUPFD, 10) : -1;
 
-			if (fd < 0 || devnull < 0 || (tun >= 0 && t < 0))
+			if (fd < 0 || devnull < 0 ||
+			    (tun[0] >= 0 && (t < 0 || ph < 0)))
 				goto exec_failed;
 			dup2(devnull, 0);
 			dup2(fd, 1);
@@ -749,9 +751,12 @@ static int spawn_daemon(const struct zm_wg_create *c, const char *path,
 			dup2(exec_pipe[1], 3);
 			fcntl(3, F_SETFD, FD_CLOEXEC);
 			report = 3;
-			if (t >= 0)
-				dup2(t, 4);	/* WG_TUN_FD=4 */
-			close_range(t >= 0 ? 5 : 4, ~0U, 0);
+			/* WG_TUN_FD=4; 5 only holds the placeholder. */
+			if (t >= 0) {
+				dup2(t, 4);
+				dup2(ph, 5);
+			}
+			close_range(t >= 0 ? 6 : 4, ~0U, 0);
 			/*
 			 * Nor the caller's signals: an ignored one stays
 			 * ignored across exec, and a blocked one stays
@@ -858,20 +863,19 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 	enum zm_wg_tun_mode mode = ZM_WG_TUN_OWN;
 	unsigned int waited = 0, mtu = c->mtu;
 	struct zm_link_change change = { 0 };
-	int tun[2] = { -1, -1 };
+	int tun[2] = { -1, -1 };	/* the TUN, its placeholder */
 	char path[PATH_MAX];
 	pid_t daemon_pid = 0;
 	int err;
 
-	/* An earlier create's placeholder may have this very name. */
-	zm_wg_tun_settle();
 	if (zm_wg_uapi_serves(c->name)) {
 		zm_err_set("a userspace WireGuard already serves '%s'", c->name);
 		return -EEXIST;
 	}
 	/*
 	 * A create killed half-way may have left a daemon that is still
-	 * starting (no socket yet): it would take the name from under ours.
+	 * starting (no socket yet): it would take the name from under ours,
+	 * and its placeholder goes with it.
 	 */
 	err = zm_wg_uapi_end_strays(c->birth, c->program, c->name);
 	if (err < 0)
@@ -906,15 +910,14 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 		err = tun[1] < 0 ? tun[1] : 0;
 	}
 	if (!err)
-		err = spawn_daemon(c, path, tun[0], &daemon_pid);
-	/* The daemon holds the TUN now: it goes when the daemon ends. */
+		err = spawn_daemon(c, path, tun, &daemon_pid);
+	/* The daemon holds them now: both go when it ends. */
 	if (tun[0] >= 0)
 		close(tun[0]);
-	if (err) {
-		if (tun[1] >= 0)
-			close(tun[1]);
+	if (tun[1] >= 0)
+		close(tun[1]);
+	if (err)
 		return err;
-	}
 	/* Moving the link before the API socket answers kills the daemon. */
 	while (!zm_wg_uapi_serves(c->name)) {
 		if (!zm_pid_alive(daemon_pid)) {
@@ -936,9 +939,6 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 		zm_sleep_ms(1);
 		waited += 1;
 	}
-	/* Its start is over: the name need not be there any more. */
-	zm_wg_tun_close_later(tun[1]);
-	tun[1] = -1;
 	if (mode == ZM_WG_TUN_OWN && moves) {
 		change.has = ZM_LINK_SET_NETNS;
 		change.netns = c->target;
@@ -956,8 +956,6 @@ int zm_wg_uapi_create(const struct zm_wg_create *c, pid_t *pid)
 	*pid = daemon_pid;
 	return 0;
 fail:
-	if (tun[1] >= 0)
-		close(tun[1]);
 	zm_pid_end(daemon_pid, SIGKILL, 2000);
 	unlink_socket(c->name);
 	return err;

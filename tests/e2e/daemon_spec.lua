@@ -246,7 +246,7 @@ describe("zmesh daemon", function()
       if present then
         assert.equal("n-kd1\nndmz", ns, what)
         assert.equal("1", daemons, what)
-        assert.equal("lo n-kd1 public tonrs", ndmz, what)
+        assert.equal("lo n-kd1 public tonrs w-kd1", ndmz, what)
         assert.equal("w-kd1.sock", sockets, what)
       else
         assert.equal("ndmz", ns, what)

@@ -67,7 +67,8 @@ local function assert_applied(S, cfg, what)
   local id = cfg.net_id
   local got = observe(S, id)
   assert.same({ "n-" .. id, "ndmz" }, got.netns, what)
-  assert.same({ "lo", "n-" .. id, "public", "tonrs" }, got.ndmz, what)
+  -- w-<id>: the placeholder of its wireguard-go (core/wg_tun.c).
+  assert.same({ "lo", "n-" .. id, "public", "tonrs", "w-" .. id }, got.ndmz, what)
   assert.same({ "1" }, got.daemons, what)
   assert.same({ "w-" .. id .. ".sock" }, got.sockets, what)
   assert.same({ "./log/w-" .. id .. ".log" }, got.files, what)

@@ -58,10 +58,11 @@ describe("wg (userspace)", function()
     local tun = assert(core.link.get(WA, ia))
     assert.equal("tun", tun.kind)
     assert.equal(1420, tun.mtu)
-    -- Made there, never moved: where it was born, the placeholder that
-    -- wireguard-go looked its TUN up by at start is gone once settled.
-    assert.is_true(core.wg.settle())
-    assert.is_nil(core.link.get(A, ia))
+    -- Made there, never moved: where it was born, only the placeholder
+    -- wireguard-go looks its TUN up by: down, held by the daemon alone.
+    local placeholder = assert(core.link.get(A, ia))
+    assert.equal("tun", placeholder.kind)
+    assert.is_false(placeholder.up)
     -- Its UDP socket stays where it was born.
     tunnel("192.0.2.2:51821", "192.0.2.1:51820")
     local ss = testns.exec(A, "ss -uln")
@@ -199,6 +200,8 @@ describe("wg (userspace)", function()
     local pid = assert(core.wg.pid(ia))
     assert.is_true(core.wg.delete { ns = WA, name = ia })
     assert.is_nil(core.link.get(WA, ia))
+    -- The placeholder went with the daemon.
+    assert.is_nil(core.link.get(A, ia))
     assert.is_nil(core.wg.pid(ia))
     local state = testns.sh("cat /proc/" .. pid .. "/stat 2>/dev/null | awk '{print $3}'")
     assert.is_true(state == "" or state == "Z", "daemon " .. pid .. " still runs")

@@ -1229,7 +1229,7 @@ function fake_core.new()
   --------------------------------------------------------------------
   -- WireGuard, the userspace backend (wireguard-go): a daemon runs in its
   -- birth namespace (where its UDP socket is), serves one interface (a
-  -- TUN link, moved into ns) and is found by name, as the real API
+  -- TUN link made in ns) and is found by name, as the real API
   -- socket /run/wireguard/NAME.sock is.
 
   -- Ends a daemon: its interface goes with it, wherever it is.
@@ -1242,6 +1242,8 @@ function fake_core.new()
       l.daemon = nil
       drop_link(l)
     end
+    if d.placeholder then drop_link(d.placeholder) end
+    d.placeholder = nil
   end
 
   local function port_taken(d, port)
@@ -1390,7 +1392,16 @@ function fake_core.new()
       end
       local l = { name = o.name, kind = "tun", mtu = mtu > 0 and mtu or 1420 }
       add_link(target, l)
-      local d = { name = o.name, pid = S.next_pid, birth = birth, link = l, fwmark = 0, peers = {} }
+      -- Made in the target and handed over: the daemon looked it up by
+      -- name where it runs, so a placeholder, down, sits there as long as
+      -- it lives (core/wg_tun.c).
+      local placeholder
+      if birth ~= target then
+        placeholder = { name = o.name, kind = "tun", mtu = 1420 }
+        add_link(birth, placeholder)
+      end
+      local d = { name = o.name, pid = S.next_pid, birth = birth, link = l, placeholder = placeholder,
+        fwmark = 0, peers = {} }
       S.next_pid = S.next_pid + 1
       l.daemon = d
       S.daemons[o.name] = d
@@ -1398,8 +1409,6 @@ function fake_core.new()
       settle()
       return { backend = "userspace", pid = d.pid }
     end, "create"),
-    -- The real create's placeholder in the birth namespace: never made here.
-    settle = api(function() return true end, "settle"),
     -- set{ns, name, private_key, listen_port, fwmark, replace_peers, peers}:
     -- what is absent stays as it is.
     set = api(function(o)

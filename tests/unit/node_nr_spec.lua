@@ -260,6 +260,7 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
   it("replaces a WireGuard left half-made in the ndmz by a killed apply", function()
     -- The daemon started in the ndmz; the kill came before the move.
     assert(fake.core.wg.create { name = "w-abc", birth_ns = "ndmz", ns = "ndmz" })
+    local half_made = fake.core.link.get("ndmz", "w-abc").index
     local plan = nr.plan(ctx, nr_config())
     local found
     for _, line in ipairs(plan) do
@@ -267,7 +268,10 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     end
     assert.is_true(found, table.concat(plan, "\n"))
     nr.apply(ctx, nr_config())
-    assert.is_nil(fake.core.link.get("ndmz", "w-abc"))
+    -- What the ndmz holds of that name now is the new daemon's placeholder.
+    local left = fake.core.link.get("ndmz", "w-abc")
+    assert.not_equal(half_made, left and left.index)
+    assert.is_false(left.up)
     assert.truthy(fake.core.link.get("n-abc", "w-abc"))
     assert.same({}, nr.plan(ctx, nr_config()))
   end)

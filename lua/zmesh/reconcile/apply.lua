@@ -81,7 +81,8 @@ function ops.nft_apply(core, a) return core.nft.apply(cns(a.ns), a.ruleset) end
 
 -- Run ACTIONS. Returns a report {ok, done = {texts}, failed = text,
 -- error = message}.
-local function run(core, actions, report)
+function apply.run(core, actions)
+  local report = { ok = true, done = {} }
   for _, a in ipairs(actions) do
     local fn = ops[a.op]
     if not fn then error("unknown action " .. tostring(a.op), 0) end
@@ -95,17 +96,7 @@ local function run(core, actions, report)
       return report
     end
     report.done[#report.done + 1] = a.text
-    if a.op == "wg_create" then report.settle = true end
   end
-  return report
-end
-
-function apply.run(core, actions)
-  local report = run(core, actions, { ok = true, done = {} })
-  -- A userspace create's placeholder in the ndmz is unregistered while
-  -- the actions after it run; when the apply returns, it is gone.
-  if report.settle then core.wg.settle() end
-  report.settle = nil
   return report
 end
 

@@ -9,7 +9,8 @@
 -- WireGuard device (listen port, public key, peers) and the nftables table
 -- inet zmesh (normalised as core.nft.dump gives it, handles and counters
 -- left out). Indexes, MAC addresses and link-local addresses differ
--- between any two builds and are left out.
+-- between any two builds and are left out, as is a userspace WireGuard's
+-- placeholder.
 local core = require "zmesh.core"
 local json = require "zmesh.json"
 
@@ -21,10 +22,25 @@ local function sorted(list, key)
   return json.array(list)
 end
 
-local function describe(ns)
+-- A userspace WireGuard's placeholder (core/wg_tun.c): a TUN, down, in
+-- the daemon's namespace, named as its interface in another one. A daemon
+-- started by hand makes its own TUN and moves it, and has none.
+local function placeholder(l, ns, namespaces)
+  if l.kind ~= "tun" or l.up then return false end
+  for _, other in ipairs(namespaces) do
+    local t = other ~= ns and core.link.get(other, l.name)
+    if t and t.kind == "tun" then return true end
+  end
+  return false
+end
+
+local function describe(ns, namespaces)
   local d = { links = {}, addrs = {}, routes = {}, sysctl = {} }
   local by_index = {}
-  local links = assert(core.link.dump(ns))
+  local links = {}
+  for _, l in ipairs(assert(core.link.dump(ns))) do
+    if not placeholder(l, ns, namespaces) then links[#links + 1] = l end
+  end
   for _, l in ipairs(links) do by_index[l.index] = l.name end
   for _, l in ipairs(links) do
     d.links[#d.links + 1] = { name = l.name, kind = l.kind or "-", up = l.up, mtu = l.mtu,
@@ -70,5 +86,6 @@ local function describe(ns)
 end
 
 local out = {}
-for _, ns in ipairs({ ... }) do out[ns] = describe(ns) end
+local namespaces = { ... }
+for _, ns in ipairs(namespaces) do out[ns] = describe(ns, namespaces) end
 print(json.encode(out, { pretty = true }))
