@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +34,7 @@
 /*
  * The last release that reads a TUN with the packet-information header
  * (IFF_NO_PI off, its "TUN status hack"); later ones open it with
- * IFF_NO_PI | IFF_VNET_HDR and offloads. Both read the flags they get.
+ * IFF_NO_PI | IFF_VNET_HDR and read the flags of a TUN they are given.
  */
 #define LAST_PI_RELEASE 20230223L
 
@@ -75,10 +77,15 @@ static long release_of(const char *text)
 	return end - (v + 6) == 8 ? date : 0;
 }
 
-/* What PATH --version prints (the start of it), NUL-terminated. */
+/*
+ * What PATH --version prints (the start of it), NUL-terminated; empty
+ * when it says nothing within a second (a wrapper that does not know the
+ * option must not hold up the create).
+ */
 static int version_text(const char *path, char *buf, size_t size)
 {
 	int out[2], status, err = 0;
+	struct pollfd pfd;
 	size_t len = 0;
 	ssize_t n;
 	pid_t pid;
@@ -96,12 +103,16 @@ static int version_text(const char *path, char *buf, size_t size)
 		char *argv[] = { (char *)path, "--version", NULL };
 		char *envp[] = { "PATH=" ZM_WG_DAEMON_PATH, NULL };
 
+		/* A group of its own: what it starts is killed with it. */
+		setpgid(0, 0);
 		dup2(out[1], 1);
 		execve(path, argv, envp);
 		_exit(127);
 	}
 	close(out[1]);
-	while (len + 1 < size &&
+	pfd.fd = out[0];
+	pfd.events = POLLIN;
+	while (len + 1 < size && poll(&pfd, 1, 1000) > 0 &&
 	       (n = read(out[0], buf + len, size - 1 - len)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -111,6 +122,7 @@ static int version_text(const char *path, char *buf, size_t size)
 	}
 	buf[len] = '\0';
 	close(out[0]);
+	kill(-pid, SIGKILL);	/* gone already, or not answering */
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	return 0;

@@ -213,24 +213,28 @@ describe("wg (userspace)", function()
   end)
 
   it("lets a wireguard-go of an unknown release make its own TUN, and moves it", function()
-    local dir = testns.sh("mktemp -d")
-    local wrapper = dir .. "/wireguard-go"
-    local f = assert(io.open(wrapper, "w"))
-    f:write('#!/bin/sh\n[ "$1" = --version ] && { echo "wireguard-go vdev-build"; exit 0; }\n'
-      .. 'exec /usr/bin/wireguard-go "$@"\n')
-    f:close()
-    testns.must("chmod 755 " .. wrapper)
-    local name = "zt" .. testns.run_id .. "o"
-    local ok, err = core.wg.create { name = name, birth_ns = A, ns = WA, backend = "userspace",
-      program = wrapper, mtu = 1380 }
-    testns.sh("rm -rf " .. dir)
-    assert.truthy(ok, err)
-    local tun = core.link.get(WA, name)
-    local left = core.link.get(A, name)
-    core.wg.delete { ns = WA, name = name }
-    assert.truthy(tun, "no interface in " .. WA)
-    assert.equal(1380, tun.mtu)
-    assert.is_nil(left, "the TUN stayed in " .. A)
+    -- One that names no release, one that does not answer --version.
+    local answers = { 'echo "wireguard-go vdev-build"; exit 0', "sleep 30" }
+    for i, answer in ipairs(answers) do
+      local dir = testns.sh("mktemp -d")
+      local wrapper = dir .. "/wireguard-go"
+      local f = assert(io.open(wrapper, "w"))
+      f:write('#!/bin/sh\n[ "$1" = --version ] && { ' .. answer .. '; }\n'
+        .. 'exec /usr/bin/wireguard-go "$@"\n')
+      f:close()
+      testns.must("chmod 755 " .. wrapper)
+      local name = "zt" .. testns.run_id .. "o" .. i
+      local ok, err = core.wg.create { name = name, birth_ns = A, ns = WA, backend = "userspace",
+        program = wrapper, mtu = 1380 }
+      testns.sh("rm -rf " .. dir)
+      assert.truthy(ok, err)
+      local tun = core.link.get(WA, name)
+      local left = core.link.get(A, name)
+      core.wg.delete { ns = WA, name = name }
+      assert.truthy(tun, "no interface in " .. WA)
+      assert.equal(1380, tun.mtu)
+      assert.is_nil(left, "the TUN or a placeholder stayed in " .. A)
+    end
   end)
 
   it("says when the daemon cannot start", function()
