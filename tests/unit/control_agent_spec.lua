@@ -28,7 +28,7 @@ local function cfg(gen, peers)
     peers = json.array(peers or {}) })
 end
 
-local function setup()
+local function setup(opts)
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. dir))
@@ -38,7 +38,8 @@ local function setup()
   assert(kv.ensure_bucket(admin, "zmesh"))
   local conn = fake_nats.conn(srv)
   local d = fake_daemon(dir)
-  local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end })
+  local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end,
+    facts = opts and opts.facts })
   local x = { dir = dir, srv = srv, admin = admin, conn = conn, d = d, a = a }
   function x.connect()
     conn:push({ kind = "connected", url = "nats://fake:4222" })
@@ -185,5 +186,30 @@ describe("control agent", function()
     a.cl:dispatch()
     a.cl:dispatch()
     assert.equal(0, #d.jobs)
+  end)
+
+  it("writes its facts at connect, and again when they change (a DHCP lease after the connection)", function()
+    local facts = { node_id = "n1", public_key = "K", addresses = {} }
+    local calls = 0
+    local x = setup { facts = function() calls = calls + 1 return true, facts end }
+    x.connect()
+    x.pump()
+    local e = kv.get(x.admin, "zmesh", "facts.n1")
+    assert.same({}, kv.decode(e).addresses)
+    local rev = e.revision
+    -- Unchanged: nothing is written at the next round.
+    x.a.last_round = 0
+    x.a:tick()
+    x.pump()
+    assert.equal(rev, kv.get(x.admin, "zmesh", "facts.n1").revision)
+    assert.equal(2, calls, "looked at again at the status round")
+    -- The lease arrives: the next round writes it.
+    facts.addresses = { "198.51.100.7/24" }
+    x.a.last_round = 0
+    x.a:tick()
+    x.pump()
+    e = kv.get(x.admin, "zmesh", "facts.n1")
+    assert.same({ "198.51.100.7/24" }, kv.decode(e).addresses)
+    assert.is_true(e.revision > rev)
   end)
 end)

@@ -391,4 +391,12 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     assert.same({ "203.0.113.11/24" }, facts.addresses)
     assert.same({ min = 51820, max = 52819 }, facts.listen_ports)
   end)
+
+  it("publishes the configured addresses while the ndmz is still being built", function()
+    -- The daemon's boot restore runs beside a facts read (the control
+    -- plane's, an API GET): the kernel has not the address yet.
+    assert(fake.core.addr.delete { ns = "ndmz", dev = "public", addr = "203.0.113.11/24" })
+    for _, a in ipairs(fake.core.addr.dump("ndmz", "public")) do assert.equal("link", a.scope) end
+    assert.same({ "203.0.113.11/24" }, node.facts(ctx).addresses)
+  end)
 end)

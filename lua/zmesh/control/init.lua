@@ -15,7 +15,9 @@
 -- applied, the result and error of the last attempt, WireGuard peers with
 -- handshake age and bytes, the aggregator and exit in use, and the
 -- reachability of every other NR: zmesh.control.probe) after every apply
--- and every status_interval, and facts.<node_id> at every (re)connect.
+-- and every status_interval, and facts.<node_id> at every (re)connect and
+-- whenever they change (looked at every status_interval: a DHCP lease
+-- that comes after the connection, or changes, reaches the bucket).
 --
 -- The data plane never depends on it. With every server unreachable
 -- nothing is queued, the node keeps what it applied last (the daemon's
@@ -99,6 +101,8 @@ function control.start(d, opts)
     record_path = d.cfg.state_dir .. "/control.json",
     pending = {}, results = {}, seen = {}, reach = {}, status_busy = {}, status_due = {},
     retry = {}, probing = {},
+    -- What facts.<node_id> says (ok, facts); a test gives its own.
+    facts = opts.facts or function() return entry.call("node.facts", json.object()) end,
   }, A)
   declare(d.metrics)
   self:load_record()
@@ -151,7 +155,7 @@ function A:state(state, url)
     m:add("zmesh_control_connects_total")
     self.d:log("control: %s to %s", state, tostring(url))
     self.watch:start(state)
-    self.facts_done = false
+    self.facts_sent = nil
     self:publish_facts()
     for net_id in pairs(self.results) do self.status_due[net_id] = true end
   elseif state == "disconnected" then
@@ -390,15 +394,17 @@ function A:publish_status(net_id)
 end
 
 function A:publish_facts()
-  if self.facts_done or self.facts_busy or not self.cl:connected() then return end
-  local ok, facts = entry.call("node.facts", json.object())
-  if not ok then return end  -- no node key yet: the next tick tries again
+  if self.facts_busy or not self.cl:connected() then return end
+  local ok, facts = self.facts()
+  if not ok then return end  -- no node key yet: the next round tries again
+  local value = json.encode(facts)
+  if value == self.facts_sent then return end
   self.facts_busy = true
   local key = kv.facts_key(self.node)
-  self.cl:call_async("publish", kv.put_args(self.bucket, key, json.encode(facts), { timeout = 5000 }), function(e)
+  self.cl:call_async("publish", kv.put_args(self.bucket, key, value, { timeout = 5000 }), function(e)
     self.facts_busy = false
     self.d.metrics:add("zmesh_control_status_writes_total", { result = e.ok and "ok" or "error" })
-    if e.ok then self.facts_done = true else self.d:log("control: writing %s: %s", key, tostring(e.error)) end
+    if e.ok then self.facts_sent = value else self.d:log("control: writing %s: %s", key, tostring(e.error)) end
   end)
 end
 
@@ -444,11 +450,11 @@ function A:tick()
   self.d.metrics:set("zmesh_control_watch_restarts_total", nil, self.watch.restarts)
   self.d.metrics:set("zmesh_control_in_step", nil, (self.watch.synced and self.watch.sid) and 1 or 0)
   if not self.cl:connected() then return end
-  self:publish_facts()
   for net_id in pairs(self.status_due) do self:publish_status(net_id) end
   local interval = self.cfg.status_interval or 10
   if not self.last_round or t - self.last_round >= interval then
     self.last_round = t
+    self:publish_facts()
     self:probe_all()
   end
 end

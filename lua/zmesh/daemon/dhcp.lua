@@ -391,8 +391,9 @@ function C:address_changed(before, after)
     .. "(zmesh net add-node FILE FACTS --update), render and apply", before == "" and "none" or before,
     after == "" and "none" or after)
   local control = self.d.control
+  -- Written now; the control plane's next status round would find the
+  -- change too.
   if control and control.publish_facts then
-    control.facts_done = false
     pcall(control.publish_facts, control)
   end
 end

@@ -46,17 +46,19 @@ function node.facts(ctx)
   if not key then error(err, 0) end
   local public = key:public()
   key:close()
-  local addresses, mtu = {}, ctx.cfg.uplink.mtu
-  if core.netns.exists(names.NDMZ) then
-    for _, a in ipairs(core.addr.dump(names.NDMZ, names.UPLINK) or {}) do
-      if a.scope == "global" then addresses[#addresses + 1] = a.addr end
-    end
-    local l = core.link.get(names.NDMZ, names.UPLINK)
-    mtu = l and l.mtu or mtu
-  else
-    for i, a in ipairs(ctx.cfg.uplink.addresses) do addresses[i] = a end
+  -- The addresses as configured and learnt (DHCP, RA), not as read from
+  -- the ndmz: read while the daemon's boot restore is still building the
+  -- ndmz, the kernel would say there are none.
+  local up = ndmz.uplink(ctx.cfg)
+  local addresses, seen, mtu = {}, {}, up.mtu
+  for _, a in ipairs(up.addresses) do
+    if not seen[a] then seen[a], addresses[#addresses + 1] = true, a end
   end
   table.sort(addresses)
+  if not mtu and core.netns.exists(names.NDMZ) then
+    local l = core.link.get(names.NDMZ, names.UPLINK)
+    mtu = l and l.mtu
+  end
   return {
     node_id = ctx.cfg.node_id,
     public_key = public,
