@@ -167,7 +167,13 @@ function check.known_fields(t, allowed, where)
   end
   table.sort(bad)
   if #bad > 0 then
-    error(string.format("%sunknown field %s", where and (where .. ": ") or "", show(bad[1])), 0)
+    local shown = show(bad[1])
+    local msg = string.format("%sunknown field %s", where and (where .. ": ") or "", shown)
+    -- Bad input like any other (the daemon answers 400 naming it); a
+    -- name that show() hides (a key) is not named as the field either.
+    local field = shown == "'" .. tostring(bad[1]) .. "'" and check.path(where, bad[1]) or where
+    check.last = { kind = "input", field = field, message = msg }
+    error(msg, 0)
   end
 end
 

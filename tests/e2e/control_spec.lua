@@ -88,9 +88,14 @@ end }
       S.nodes[id].config.policy_dirs = { "/run/zmesh-policies" }
     end
     -- The daemons dial out, the hidden ones through their NAT routers.
+    -- n5's starts without a control section and is given one by SIGHUP.
     for _, id in ipairs(IDS) do
+      if id == "n5" then
+        S:write_config(id)
+        S:daemon_start(id)
+      end
       simnats.control(S, C, id, { status_interval = 1, retry_max = 2, ping_interval = 1 })
-      S:daemon_start(id)
+      if id == "n5" then S:daemon_reload(id) else S:daemon_start(id) end
     end
     local facts = {}
     for i = 1, 4 do
@@ -137,6 +142,17 @@ end }
       for _, n in ipairs(r.nodes) do at[n.node_id] = n.generation == gen and n.result == "ok" end
       for _, id in ipairs(ids or IDS) do if not at[id] then return false end end
       return r
+    end
+    -- What each node says, for a failure's message.
+    local function where_at(gen)
+      local _, r = status_of("none")
+      if type(r) ~= "table" or not r.nodes then return "generation " .. gen .. ": no status (" .. tostring(r) .. ")" end
+      local parts = {}
+      for _, n in ipairs(r.nodes) do
+        parts[#parts + 1] = string.format("%s at %s %s%s", n.node_id, tostring(n.generation), tostring(n.result),
+          n.error and (" (" .. tostring(n.error) .. ")") or "")
+      end
+      return "generation " .. gen .. " wanted; " .. table.concat(parts, ", ")
     end
     within(30, function() return all_at(1, { "n1", "n2", "n3", "n4" }) end, "generation 1 applied")
 
@@ -215,7 +231,9 @@ end }
       return ok
     end, function() return "a publish with nats1 down (" .. tostring(out) .. ")" end)
     local g3 = published()
-    within(30, function() return all_at(g3) end, "the publish applied with one server down")
+    within(30, function() return all_at(g3) end, function()
+      return "the publish applied with one server down (" .. where_at(g3) .. ")"
+    end)
     io.write(string.format("# nats1 killed: publish → applied on all nodes %.2f s\n", sim.now() - t0))
 
     -- ---- every server stopped: the data plane does not notice ----

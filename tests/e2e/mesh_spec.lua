@@ -3,6 +3,7 @@
 -- each node: all-pairs reachability over IPv4 and IPv6, the Internet diode,
 -- a sole exit, two users' networks with the same addresses on the same
 -- nodes, and an aggregator's node dying. Nothing is left afterwards.
+local json = require "zmesh.json"
 local mesh = require "zmesh.sim.mesh"
 local sim = require "zmesh.sim"
 local testns = require "testns"
@@ -78,6 +79,28 @@ describe("a mesh of five simulated nodes", function()
     end
     local _, failures = N:matrix(4)
     assert.equal(0, failures)
+    -- `zmesh node check`: the Internet goes to the exit (through the
+    -- hidden NR's aggregator); a hidden NR's containers are reached
+    -- through its primary aggregator, whatever peer the probe took; the
+    -- round trips come in fine steps (not /proc/uptime's 10 ms).
+    local function check_of(id)
+      local out, ok = S:sh(id, BIN .. " node check --json")
+      assert.is_true(ok, out)
+      return json.decode(out)[1]
+    end
+    local r4, r1 = check_of("n4"), check_of("n1")
+    assert.matches("^via n2", r4.internet)
+    assert.equal("via n2", r1.internet)
+    local primary = N.configs.n5.failover.nodes.n5.aggregators[1]
+    assert.equal(primary == "n1" and "direct" or ("via " .. primary), r1.peers.n5.path)
+    local fine = 0
+    for _, r in ipairs({ r1, r4 }) do
+      for id, p in pairs(r.peers) do
+        assert.is_true(p.reachable, r.node_id .. " → " .. id)
+        if math.abs(p.rtt_ms / 10 - math.floor(p.rtt_ms / 10 + 0.5)) > 0.001 then fine = fine + 1 end
+      end
+    end
+    assert.is_true(fine > 0, "every round trip a multiple of 10 ms")
     N:net("set-exit demo.json none")
     local changes = N:deploy()
     assert.is_true(changes.n1 > 0)

@@ -42,6 +42,19 @@ describe("zmesh", function()
     assert.matches("Exit status", out, 1, true)
   end)
 
+  it("prints a node subcommand's help and runs nothing (`node stop --help` must not stop)", function()
+    -- A config that cannot be read: running the subcommand would fail.
+    for _, sub in ipairs({ "stop", "start", "apply", "remove", "plan", "list" }) do
+      local code, out, err = run("node " .. sub .. " --help --config /nonexistent/node.json --direct")
+      assert.equal(0, code, err)
+      assert.equal("", err)
+      assert.matches("^usage: zmesh node " .. sub, out)
+    end
+    local code, out = run("node stop -h --dry-run")
+    assert.equal(0, code)
+    assert.matches("remove every NR and the ndmz", out, 1, true)
+  end)
+
   it("refuses an unknown command with status 2", function()
     local code, out, err = run("frobnicate")
     assert.equal(2, code)

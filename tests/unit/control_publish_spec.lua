@@ -125,6 +125,49 @@ describe("net publish", function()
     assert.same({ gen = 2, op = "put", tag = "a" }, k["nr.n2.abc"])
   end)
 
+  it("never mixes two publishes whose claims the server both took (nats-server issue 4320)", function()
+    local srv = fake_nats.server()
+    local cl1, cl2 = conn_of(srv), conn_of(srv)
+    local base = network({ "n1", "n2", "n3" })
+    assert(run(cl1, base, "base"))
+    local a, b = json.decode(json.encode(base)), json.decode(json.encode(base))
+    -- Both read generation 1; b claims 2 and writes n1; then a's claim,
+    -- made at the same moment as b's, is taken too (a clustered
+    -- nats-server before 2.9.21 may take both compare-and-sets: here a's
+    -- loses its expectation), and a runs to its end; then b goes on.
+    local real_put = kv.put
+    kv.put = function(c, bucket, key, data, o)
+      if c == cl1 and key == "net.abc" and not a.claimed then
+        a.claimed = true
+        coroutine.yield("a claims")
+        o = { headers = o.headers, timeout = o.timeout }
+      end
+      local rev, err, kind = real_put(c, bucket, key, data, o)
+      if c == cl2 and key == "nr.n1.abc" and not b.paused then
+        b.paused = true
+        coroutine.yield("b wrote n1")
+      end
+      return rev, err, kind
+    end
+    local ca = coroutine.create(function() return run(cl1, a, "a") end)
+    local cb = coroutine.create(function() return run(cl2, b, "b") end)
+    assert.same({ true, "a claims" }, { coroutine.resume(ca) })
+    assert.same({ true, "b wrote n1" }, { coroutine.resume(cb) })
+    local _, a_ok, a_res = coroutine.resume(ca)
+    local _, ok, err = coroutine.resume(cb)
+    kv.put = real_put
+    assert.is_true(a_ok, tostring(a_res))
+    assert.equal(2, a_res.generation)
+    assert.is_false(ok)
+    assert.matches("^conflict: superseded", err)
+    for _, id in ipairs({ "n1", "n2", "n3" }) do
+      assert.same({ gen = 2, op = "put", tag = "a" }, keys(cl1)["nr." .. id .. ".abc"], id)
+    end
+    local net = kv.decode(kv.get(cl1, "zmesh", "net.abc"))
+    assert.equal("published", net.state)
+    assert.equal(a.published.generation, net.generation)
+  end)
+
   it("stops as superseded when a newer generation reaches a key first, and never overwrites it", function()
     local srv = fake_nats.server()
     local cl = conn_of(srv)

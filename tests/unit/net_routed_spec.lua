@@ -56,10 +56,18 @@ describe("routed IPv6", function()
     local n = build.network(net, { "pub46", "pub4", "hid4" }, fake, { net_id = "rt" })
     n = net.set_routed_ipv6(n, ROUTED)
     fails(function() net.render(n, "n1") end, "routed_ipv6: 2001:db8:100::/48 has no entry point")
-    fails(function() net.render(net.set_exit(n, "n3"), "n1") end,
+    -- An exit that cannot be the entry point is refused when set, in either order.
+    fails(function() net.set_exit(n, "n3") end,
       "exit: 'n3' is a hidden node: the entry point of routed_ipv6 2001:db8:100::/48 must be public")
-    fails(function() net.render(net.set_exit(n, { "n1", "n2" }), "n1") end,
+    fails(function() net.set_exit(n, { "n1", "n2" }) end,
       "exit[2]: 'n2' has no global IPv6 address in its facts")
+    local hidden_exit = net.set_exit(net.set_routed_ipv6(n, "none"), "n3")
+    fails(function() net.set_routed_ipv6(hidden_exit, ROUTED) end, "exit: 'n3' is a hidden node")
+    -- A file made so by hand is still refused where it is used.
+    local by_hand = net.set_exit(n, "n1")
+    by_hand.exit = "n3"
+    fails(function() net.render(by_hand, "n1") end, "exit: 'n3' is a hidden node")
+    assert.equal(ROUTED, net.render(net.set_exit(n, "n1"), "n1").routed_ipv6)
     -- show tells it, and still shows the network.
     assert.matches("no entry point", net.show(n).problem, 1, true)
   end)

@@ -110,6 +110,17 @@ describe("node side (fake core)", function()
     assert.same({}, fake.calls)
   end)
 
+  it("refuses a config for another node, in apply and in plan, changing nothing", function()
+    fake.reset_calls()
+    for _, fn in ipairs({ nr.apply, nr.plan }) do
+      local ok, err = pcall(fn, ctx, nr_config({ node_id = "n2" }))
+      assert.is_false(ok)
+      assert.matches("node_id 'n2': this NR config is for another node; this node is n1", err, 1, true)
+    end
+    assert.same({}, fake.calls)
+    assert.is_nil(fake.core.netns.exists("n-abc") or nil)
+  end)
+
   it("refuses a listen port outside the node's range or used by another NR", function()
     local ok, err = pcall(nr.apply, ctx, nr_config({ wireguard_listen_port = 80 }))
     assert.is_false(ok)
@@ -345,6 +356,31 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     fake.reset_calls()
     assert.is_false(container.detach(ctx, { net_id = "abc", netns = "cc10a0" }).detached)
     assert.same({}, fake.calls)
+  end)
+
+  it("refuses a second container at an address the NR's containers have, and a create that is not a boolean", function()
+    nr.apply(ctx, nr_config())
+    container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    fake.reset_calls()
+    for _, dry in ipairs({ false, true }) do
+      local ok, err = pcall(container.attach, ctx, { net_id = "abc", netns = "c2", ip = "10.1.1.10", create = true,
+        dry_run = dry })
+      assert.is_false(ok)
+      assert.matches("ip '10.1.1.10': already used by container c1 of this NR", err, 1, true)
+    end
+    for _, v in ipairs({ "yes", 0 }) do
+      local ok, err = pcall(container.attach, ctx, { net_id = "abc", netns = "c3", ip = "10.1.1.13", create = v })
+      assert.is_false(ok)
+      assert.matches("^create .*: must be true or false", err)
+    end
+    assert.same({}, fake.calls)
+    assert.is_nil(fake.core.netns.exists("c2") or nil)
+    -- The same container again, at its own address: fine.
+    assert.same({}, container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10" }).changes)
+    -- Its runtime removed c1 without a detach: its address is free.
+    assert(fake.core.netns.delete("c1"))
+    assert.equal("10.1.1.10", container.attach(ctx, { net_id = "abc", netns = "c2", ip = "10.1.1.10",
+      create = true }).ip)
   end)
 
   it("plans an attach without making it", function()

@@ -18,6 +18,12 @@ local subcommands = {
   { "converge", "node.converge", "converge the ndmz and every stored NR and container" },
 }
 
+-- What each subcommand takes besides the common options.
+local ARGS = {
+  stop = " [--dry-run]", apply = " FILE", diff = " FILE", remove = " NET_ID [--dry-run]",
+  check = " [NET_ID] [--json]",
+}
+
 local function help()
   local lines = { [[
 Runs this node's side of Zero-Mesh. The node config is read from --config
@@ -29,7 +35,7 @@ through the daemon.
 
 subcommands:]] }
   for _, s in ipairs(subcommands) do
-    lines[#lines + 1] = string.format("  %-7s %s", s[1], s[3])
+    lines[#lines + 1] = string.format("  %-9s %s", s[1], s[3])
   end
   return table.concat(lines, "\n")
 end
@@ -47,10 +53,13 @@ return {
   help = help(),
   run = function(args)
     local mode = client.take_mode(args)
-    local sub, arg, config, dry_run, as_json
+    local sub, arg, config, dry_run, as_json, want_help
     local i = 1
     while args[i] do
-      if args[i] == "--config" then
+      if args[i] == "--help" or args[i] == "-h" then
+        -- Anywhere on the line: `zmesh node stop --help` must not stop.
+        want_help, i = true, i + 1
+      elseif args[i] == "--config" then
         config = args[i + 1]
         i = i + 2
       elseif args[i] == "--dry-run" then
@@ -64,9 +73,19 @@ return {
         return 2
       end
     end
+    local target, about
+    for _, s in ipairs(subcommands) do if s[1] == sub then target, about = s[2], s[3] end end
+    if want_help then
+      if target then
+        io.stdout:write(string.format("usage: zmesh node %s%s [--config PATH] [--direct | --daemon]\n\n%s\n"
+          .. "(the entry point %s; zmesh node --help lists every subcommand)\n", sub, ARGS[sub] or "", about, target))
+      else
+        io.stdout:write("usage: zmesh node SUBCOMMAND [ARG] [--config PATH] [--dry-run] [--direct | --daemon]\n\n",
+          help(), "\n")
+      end
+      return 0
+    end
     if config then require("zmesh.node.context").use_config(config) end
-    local target
-    for _, s in ipairs(subcommands) do if s[1] == sub then target = s[2] end end
     if not target then
       io.stderr:write("zmesh node: unknown subcommand '", tostring(sub), "' (see zmesh node --help)\n")
       return 2

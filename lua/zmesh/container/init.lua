@@ -54,6 +54,7 @@ end
 function container.attach(ctx, p)
   check.known_fields(p, { "net_id", "netns", "ip", "ip6", "create", "dry_run" })
   check.boolean(p, "dry_run", true)
+  check.boolean(p, "create", true)
   local cfg = nr_of(ctx, p.net_id)
   check_netns(p.netns)
   local addr_text, addr = check.address(p.ip, "ip", 4)
@@ -81,6 +82,17 @@ function container.attach(ctx, p)
   end
   return lock.hold(ctx, function()
     local records = context.attachments(ctx, cfg.net_id)
+    -- Two containers of one NR with one address would each lose packets;
+    -- a record whose namespace its runtime removed holds nothing.
+    for other, rec in pairs(records) do
+      local live = other ~= p.netns and core.netns.exists(other)
+      if live and rec.ip == addr_text then
+        check.conflict("ip", addr_text, "already used by container " .. other .. " of this NR")
+      end
+      if live and ip6_text and rec.ip6 == ip6_text then
+        check.conflict("ip6", ip6_text, "already used by container " .. other .. " of this NR")
+      end
+    end
     local port = allocate_port(cfg.net_id, records, p.netns)
     local want = desired.container(cfg, { netns = p.netns, ip = addr_text, ip6 = ip6_text,
       port = port, uplink = uplink.node_link(core) })

@@ -122,6 +122,9 @@ function C:fd() return self.conn:fd() end
 function C:close()
   if self.closed then return end
   self.closed = true
+  -- Callers check connected() before each call: none reaches the closed
+  -- connection (a daemon's reload stops an agent whose jobs still run).
+  self.state = "closed"
   self.conn:close()
 end
 

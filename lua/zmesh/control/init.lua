@@ -415,7 +415,7 @@ function A:probe_all()
     local cfg = not self.probing[net_id] and self:config_of(net_id)
     if cfg and self.results[net_id].entry == "nr.apply" and core.netns.exists(names.nr_ns(net_id)) then
       self.probing[net_id] = true
-      local targets = probe.targets(cfg)
+      local targets, routed = probe.targets(cfg), probe.subnet_addrs(cfg)
       probe.run(net_id, targets, function(res)
         self.probing[net_id] = nil
         if not res or not self.results[net_id] then return end
@@ -425,7 +425,7 @@ function A:probe_all()
         for _, p in ipairs(cfg.peers or {}) do by_key[p.wireguard_public_key] = p.node_id end
         local t = os.time()
         for id, x in pairs(res) do
-          local via = dev and probe.peer_for(dev.peers, targets[id])
+          local via = dev and probe.peer_for(dev.peers, routed[id] or targets[id])
           local hop = via and by_key[via.public_key]
           x.path = (hop == nil and json.null) or (hop == id and "direct") or ("via " .. hop)
           x.at = t

@@ -4,8 +4,9 @@
 -- namespace, so the source is the NR's mesh address), all of an NR's
 -- targets at once, run as child processes from the luv loop so that
 -- nothing waits for them. The path is what the NR's WireGuard routes
--- say now: the peer whose AllowedIPs take the target (longest match),
--- direct when that peer is the target itself.
+-- say now: the peer whose AllowedIPs take the target's subnet (longest
+-- match; its mesh address when the subnet is not known), direct when that
+-- peer is the target itself.
 local uv = require "luv"
 local ip = require "zmesh.ip"
 local names = require "zmesh.node.names"
@@ -30,6 +31,28 @@ function probe.targets(cfg)
         if c and c.family == 4 and c.len == 32 and ip.contains(MESH, c) then out[p.node_id] = ip.format_addr(c) end
       end
     end
+  end
+  return out
+end
+
+-- Where the traffic to each other NR's containers goes: {node_id → an
+-- address in its IPv4 subnet (the gateway)}. The path is the peer that
+-- routes it, which is not always the one that routes the mesh address
+-- probed (a standby aggregator carries a hidden NR's /32, not its /24).
+function probe.subnet_addrs(cfg)
+  local out = {}
+  local function add(id, subnet)
+    local c = type(subnet) == "string" and ip.parse_cidr(subnet)
+    if c and c.family == 4 and not out[id] then out[id] = ip.format_addr(ip.host(c, 1)) end
+  end
+  local nodes = type(cfg.failover) == "table" and cfg.failover.nodes or {}
+  for id, n in pairs(nodes) do
+    if id ~= cfg.node_id and type(n) == "table" and type(n.owned) == "table" and not n.device then
+      add(id, n.owned[1])
+    end
+  end
+  for _, p in ipairs(cfg.peers or {}) do
+    if type(p.node_id) == "string" and not p.node_id:find("^access:") then add(p.node_id, p.subnet) end
   end
   return out
 end

@@ -482,10 +482,29 @@ function D:reload()
     self:log("reload: %s (keeping the config in force)", tostring(ctx))
     return
   end
+  local control_before = json.encode(self.cfg.control or json.null)
   self.cfg = ctx.cfg
   self.reconcile_timer:set_repeat(math.floor(self.cfg.reconcile_interval * 1000))
   self:log("reloaded %s", self.config_path)
+  -- A control section added, changed or removed: the link to NATS starts
+  -- over with it (what it applied is remembered in state_dir).
+  if json.encode(self.cfg.control or json.null) ~= control_before then
+    if self.control then
+      self.control:stop()
+      self.control = nil
+      self:log("control: stopped (the node config changed)")
+    end
+    self:start_control()
+  end
   self:converge()
+end
+
+-- The fleet's control plane (NATS), when the node config has one: it
+-- only ever queues jobs here, and the data plane never waits for it.
+function D:start_control()
+  if not self.cfg.control then return end
+  local ok, res = pcall(function() return require("zmesh.control").start(self) end)
+  if ok then self.control = res else self:log("control: %s (running without it)", tostring(res)) end
 end
 
 -- Run the daemon until SIGTERM or SIGINT. OPTS: {config = path}.
@@ -514,12 +533,7 @@ function daemon.run(opts)
   self:converge()
   -- The uplink's DHCP and RA clients, when the node config asks for them.
   self.dhcp = require("zmesh.daemon.dhcp").start(self)
-  -- The fleet's control plane (NATS), when the node config has one: it
-  -- only ever queues jobs here, and the data plane never waits for it.
-  if self.cfg.control then
-    local ok, res = pcall(function() return require("zmesh.control").start(self) end)
-    if ok then self.control = res else self:log("control: %s (running without it)", tostring(res)) end
-  end
+  self:start_control()
   self:log("ready: listening on %s (node %s, reconcile every %g s)", self.cfg.socket,
     self.cfg.node_id, self.cfg.reconcile_interval)
   uv.run()

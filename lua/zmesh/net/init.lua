@@ -157,6 +157,16 @@ local function remember(n, set)
     local list = t.role[id] == "hidden" and (t.aggregators[id] or kept[id]) or nil
     node.aggregators = list and table.move(list, 1, #list, 1, {}) or nil
   end
+  return t
+end
+
+-- An exit that cannot be the routed prefix's entry point is refused when
+-- set (set-exit, set-routed-ipv6): the file stays renderable. A prefix
+-- with no exit yet is not refused: the next set-exit completes it. T:
+-- the lenient topology of the changed network.
+local function refuse_bad_entry(t)
+  local why = t.net.routed_ipv6 and topology.entry_problem(t)
+  if why then error(why, 0) end
 end
 
 -- What changed between a node's old facts and its new ones, one line
@@ -319,7 +329,7 @@ function net.set_exit(n, ids, opts)
     out.internet_targets = json.array(table.move(opts.internet_targets, 1, #opts.internet_targets, 1, {}))
   end
   validate.network(out)
-  remember(out, policy_set(opts))
+  refuse_bad_entry(remember(out, policy_set(opts)))
   return out
 end
 
@@ -354,7 +364,7 @@ function net.set_routed_ipv6(n, prefix, opts)
     end
   end
   validate.network(out)
-  remember(out, policy_set(opts))
+  refuse_bad_entry(remember(out, policy_set(opts)))
   return out, notes
 end
 

@@ -12,9 +12,11 @@
 -- start from the same generation exactly one wins the claim, and the
 -- other stops with a conflict before writing anything. Every nr key is
 -- written with a compare-and-set too, and carries its generation in a
--- header (Zmesh-Generation): a publish that finds a newer generation on
--- a key stops as superseded and never overwrites it, so the keys never
--- mix two publishes' configs once the newest one is done. Last, the
+-- header (Zmesh-Generation), and its claim (Zmesh-Claim): a publish that
+-- finds a newer generation on a key, or its own generation under a claim
+-- that is not the network key's last, stops as superseded and never
+-- overwrites it, so the keys never mix two publishes' configs once the
+-- newest one is done. Last, the
 -- network key is marked published (again a compare-and-set on the
 -- claim's revision), and the network file records the generation
 -- ({"published": {"generation": N}}).
@@ -26,6 +28,7 @@ local net = require "zmesh.net"
 local publish = {}
 
 local GEN = "Zmesh-Generation"
+local CLAIM = "Zmesh-Claim"
 
 local function conflict(fmt, ...)
   error("conflict: " .. string.format(fmt, ...), 0)
@@ -45,21 +48,35 @@ end
 -- Write KEY = DATA (nil: a delete marker) at generation GEN over the
 -- entry E seen before (false: none). A conflict means someone wrote the
 -- key since: look again (a newer generation stops this publish); a
--- timeout may hide a write that landed: a key at GEN is ours.
+-- timeout may hide a write that landed: a key at GEN with our claim is
+-- ours. A key at GEN with another claim means two publishes hold one
+-- generation: in a cluster, nats-server before 2.9.21 may accept two
+-- compare-and-sets made at the same moment (nats-server issue 4320).
+-- The claim the network key holds last stands: that publish writes over
+-- the other's keys, the other stops.
 local function write(cl, bucket, key, data, gen, e, opts)
   for _ = 1, 20 do
     local g = gen_of(e)
     if g and g > gen then
       conflict("superseded: %s holds generation %d, newer than this publish's %d (another publish won)", key, g, gen)
     end
-    if g == gen and (data ~= nil) == (e.op == "put") then return e.revision end
+    local theirs = g == gen and e.headers[CLAIM] and e.headers[CLAIM] ~= opts.token
+    if theirs then
+      local now = kv.decode(must(retrying(opts.deadline, kv.get, cl, bucket, opts.netkey, { timeout = opts.timeout })))
+      if not now or now.claim ~= opts.token then
+        conflict("superseded: %s holds generation %d of another publish, whose claim stands", key, g)
+      end
+    elseif g == gen and (data ~= nil) == (e.op == "put") then
+      return e.revision
+    end
     local rev, err, kind
+    local headers = { [GEN] = tostring(gen), [CLAIM] = opts.token }
     if data then
       rev, err, kind = kv.put(cl, bucket, key, data, { expect = e and e.revision or 0,
-        headers = { [GEN] = tostring(gen) }, timeout = opts.timeout })
+        headers = headers, timeout = opts.timeout })
     else
       rev, err, kind = kv.delete(cl, bucket, key, { expect = e and e.revision or 0,
-        headers = { [GEN] = tostring(gen) }, timeout = opts.timeout })
+        headers = headers, timeout = opts.timeout })
     end
     if rev then return rev end
     if kind ~= "conflict" and (kind ~= "unavailable" or kv.now() >= opts.deadline) then
@@ -153,6 +170,7 @@ function publish.to_bucket(cl, bucket, n, configs, p, hooks)
       .. "publish was written", n.name, now and tostring(now.generation) or "?")
   end
   if hooks.claimed then hooks.claimed(gen, token) end
+  opts.token, opts.netkey = token, netkey
   -- Every nr key of this network as it is now (revisions, generations).
   local existing = must(retrying(opts.deadline, kv.snapshot, cl, bucket, "nr.*." .. n.net_id,
     { headers_only = true, timeout = opts.timeout }))

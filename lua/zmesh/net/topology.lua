@@ -189,25 +189,33 @@ local function has_global6(t, id)
   return false
 end
 
--- A routed prefix needs an entry point: the exit, and each of its
--- fallbacks, a public node with global IPv6.
-local function check_entry(t)
+-- Why an exit of T (each fallback too) cannot be the entry point of its
+-- routed prefix: a hidden node, or one without global IPv6; nil when
+-- every one can.
+function topology.entry_problem(t)
   local net = t.net
-  if #t.exits == 0 then
-    problem(t, "routed_ipv6: %s has no entry point: the exit NR is the routed prefix's entry point "
-      .. "(zmesh net set-exit FILE NODE)", net.routed_ipv6)
-  end
   for i, id in ipairs(t.exits) do
     local field = #t.exits == 1 and "exit" or string.format("exit[%d]", i)
     if t.role[id] ~= "public" then
-      problem(t, "%s: '%s' is a hidden node: the entry point of routed_ipv6 %s must be public", field, id,
-        net.routed_ipv6)
+      return string.format("%s: '%s' is a hidden node: the entry point of routed_ipv6 %s must be public", field,
+        id, net.routed_ipv6)
     end
     if not has_global6(t, id) then
-      problem(t, "%s: '%s' has no global IPv6 address in its facts: it cannot be the entry point of "
+      return string.format("%s: '%s' has no global IPv6 address in its facts: it cannot be the entry point of "
         .. "routed_ipv6 %s", field, id, net.routed_ipv6)
     end
   end
+end
+
+-- A routed prefix needs an entry point: the exit, and each of its
+-- fallbacks, a public node with global IPv6.
+local function check_entry(t)
+  if #t.exits == 0 then
+    problem(t, "routed_ipv6: %s has no entry point: the exit NR is the routed prefix's entry point "
+      .. "(zmesh net set-exit FILE NODE)", t.net.routed_ipv6)
+  end
+  local why = topology.entry_problem(t)
+  if why then problem(t, "%s", why) end
 end
 
 -- Build the topology of NET (validated) with the policy SET; raises a

@@ -9,29 +9,15 @@ local ip = require "zmesh.ip"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local paths = require "zmesh.nr.paths"
+local probe = require "zmesh.control.probe"
+local uv = require "luv"
 
 local check = {}
 
 local TIMEOUT_MS = 1500
 
-local function now_ms()
-  local f = io.open("/proc/uptime")
-  local up = f and f:read("n") or 0
-  if f then f:close() end
-  return up * 1000
-end
-
--- The peer whose AllowedIPs take ADDR (longest match), from a wg dump.
-local function peer_for(dev, addr)
-  local best, len
-  for _, p in ipairs(dev.peers or {}) do
-    for _, a in ipairs(p.allowed_ips or {}) do
-      local c = ip.parse_cidr(a)
-      if c and ip.contains(c, addr) and (not len or c.len > len) then best, len = p, c.len end
-    end
-  end
-  return best
-end
+-- A monotonic clock with sub-millisecond steps (/proc/uptime has 10 ms).
+local function now_ms() return uv.hrtime() / 1e6 end
 
 -- Every other NR of CFG's network: {id = {mesh, subnet?}}.
 local function others(cfg)
@@ -63,7 +49,7 @@ local function check_nr(ctx, id, raw)
   local dev = core.wg.get { ns = ns, name = names.wg_if(id) } or { peers = {} }
   local key_to_id = {}
   for _, p in ipairs(cfg.peers) do key_to_id[p.public_key] = p.node_id end
-  local targets = others(cfg)
+  local targets, routed = others(cfg), probe.subnet_addrs(raw)
   local probe, err = core.probe.open(ns, cfg.mesh_address:match("^[^/]+"))
   if not probe then
     res.error = tostring(err)
@@ -77,8 +63,8 @@ local function check_nr(ctx, id, raw)
     by_addr[info.mesh] = target
     sent[target] = now_ms()
     probe:send(info.mesh, pid, seq, "zm1 check")
-    local addr = ip.parse_addr(info.mesh)
-    local via = peer_for(dev, addr)
+    -- The path of its containers' traffic (the probe's own may differ).
+    local via = probe.peer_for(dev.peers, routed[target] or info.mesh)
     local via_id = via and key_to_id[via.public_key]
     local entry = { node_id = target, mesh = info.mesh, reachable = false }
     if not via then
@@ -124,9 +110,16 @@ local function check_nr(ctx, id, raw)
     res.exit = paths.exit(f, choice)
   end
   if cfg.failover and cfg.failover.exits then
-    local inet = ip.parse_addr("8.8.8.8")
-    local via = peer_for(dev, inet)
-    res.internet = via and ("via " .. tostring(key_to_id[via.public_key])) or "local"
+    local via = probe.peer_for(dev.peers, "8.8.8.8")
+    local hop = via and tostring(key_to_id[via.public_key])
+    -- The exit, and the peer its traffic goes to when that is not the exit.
+    if not via then
+      res.internet = "local"
+    elseif res.exit and res.exit ~= hop then
+      res.internet = "via " .. res.exit .. " (through " .. hop .. ")"
+    else
+      res.internet = "via " .. hop
+    end
   end
   return res
 end

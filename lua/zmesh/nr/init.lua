@@ -20,6 +20,11 @@ local function prepare(ctx, cfg)
   if not core.netns.exists(names.NDMZ) then
     error("the ndmz is not up on this node: run node.start first", 0)
   end
+  -- A config whose node_id alone is wrong passes every other check and
+  -- then routes as that node would (failover reads which node it is).
+  if cfg.node_id and cfg.node_id ~= ctx.cfg.node_id then
+    check.fail("node_id", cfg.node_id, "this NR config is for another node; this node is " .. ctx.cfg.node_id)
+  end
   local ports = ctx.cfg.listen_ports
   if cfg.listen_port < ports.min or cfg.listen_port > ports.max then
     check.fail("wireguard_listen_port", cfg.listen_port,

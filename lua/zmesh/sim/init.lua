@@ -489,9 +489,27 @@ function Sim:daemon_start(id, timeout)
   error("the daemon of " .. id .. " did not answer: " .. (self:sh(id, "cat /run/zmesh-daemon.log")), 0)
 end
 
+-- The pid of node ID's daemon, or nil. The nodes share the machine's
+-- PID namespace, so pgrep sees every node's daemon: the one whose mount
+-- namespace is the node's is its own.
+function Sim:daemon_pid(id)
+  local mnt = self.nodes[id].mnt
+  for pid in sh("pgrep -f '^" .. self.bin .. " daemon$'"):gmatch("%d+") do
+    if ns_id(pid, "mnt") == mnt then return tonumber(pid) end
+  end
+  return nil
+end
+
+-- SIGHUP to node ID's daemon: it reloads its node config.
+function Sim:daemon_reload(id)
+  local pid = self:daemon_pid(id)
+  if not pid then error("node " .. id .. " has no daemon running", 2) end
+  sh("kill -HUP " .. pid)
+end
+
 -- Stop node ID's daemon with SIG (default TERM) and wait until it is gone.
 function Sim:daemon_stop(id, sig, pid)
-  pid = pid or tonumber((self:sh(id, "pgrep -o -f '^" .. self.bin .. " daemon$'")))
+  pid = pid or self:daemon_pid(id)
   if not pid then return end
   sh("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
   for _ = 1, 500 do
