@@ -9,7 +9,7 @@ local ip = require "zmesh.ip"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local paths = require "zmesh.nr.paths"
-local probe = require "zmesh.control.probe"
+local paths_of = require "zmesh.control.probe"
 local uv = require "luv"
 
 local check = {}
@@ -49,7 +49,7 @@ local function check_nr(ctx, id, raw)
   local dev = core.wg.get { ns = ns, name = names.wg_if(id) } or { peers = {} }
   local key_to_id = {}
   for _, p in ipairs(cfg.peers) do key_to_id[p.public_key] = p.node_id end
-  local targets, routed = others(cfg), probe.subnet_addrs(raw)
+  local targets, routed = others(cfg), paths_of.subnet_addrs(raw)
   local probe, err = core.probe.open(ns, cfg.mesh_address:match("^[^/]+"))
   if not probe then
     res.error = tostring(err)
@@ -64,7 +64,7 @@ local function check_nr(ctx, id, raw)
     sent[target] = now_ms()
     probe:send(info.mesh, pid, seq, "zm1 check")
     -- The path of its containers' traffic (the probe's own may differ).
-    local via = probe.peer_for(dev.peers, routed[target] or info.mesh)
+    local via = paths_of.peer_for(dev.peers, routed[target] or info.mesh)
     local via_id = via and key_to_id[via.public_key]
     local entry = { node_id = target, mesh = info.mesh, reachable = false }
     if not via then
@@ -110,7 +110,7 @@ local function check_nr(ctx, id, raw)
     res.exit = paths.exit(f, choice)
   end
   if cfg.failover and cfg.failover.exits then
-    local via = probe.peer_for(dev.peers, "8.8.8.8")
+    local via = paths_of.peer_for(dev.peers, "8.8.8.8")
     local hop = via and tostring(key_to_id[via.public_key])
     -- The exit, and the peer its traffic goes to when that is not the exit.
     if not via then
