@@ -81,7 +81,8 @@ local function check_text(r)
         and (tostring(p.handshake_age) .. "s") or "never")
     end
     local function v(x) return (x == nil or x == json.null) and "-" or tostring(x) end
-    out(string.format("%-14s %-5s %-8s %-6s %-12s %-10s %s\n", n.node_id, v(n.generation), v(n.result),
+    out(string.format("%-14s %-5s %-8s %-6s %-12s %-10s %s\n", n.node_id, v(n.generation),
+      n.stale and "STALE" or v(n.result),
       n.age and n.age ~= json.null and (tostring(n.age) .. "s") or "-", v(n.aggregator), v(n.exit),
       table.concat(peers, ", ")))
   end
@@ -358,7 +359,9 @@ generation it was published at.
 shows, per node, the generation it applied, the result of its last
 apply, its WireGuard peers with handshake ages, the aggregator and exit
 in use; then the matrix of every NR pair: reachable, round trip and path
-(direct, or via which peer), as measured by the nodes. Exit status 0
+(direct, or via which peer), as measured by the nodes. A node whose
+status was not refreshed for 3 of its status intervals is STALE: its
+measurements are not counted. Exit status 0
 when every node applied the published generation and every pair is
 reachable, 1 otherwise (the problems listed).
 

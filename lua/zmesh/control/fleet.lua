@@ -87,6 +87,18 @@ end
 
 local function num(v) return type(v) == "number" and v or nil end
 
+-- A status not refreshed for this many of its node's status intervals is
+-- stale: the node (or its daemon, or its link to NATS) is gone, and what
+-- it last measured is history, not the mesh's state.
+fleet.STALE_INTERVALS = 3
+
+local function stale(st, now)
+  local at = num(st.updated_at)
+  if not at then return false end
+  local interval = num(st.status_interval) or 10
+  return now - at > fleet.STALE_INTERVALS * interval
+end
+
 -- The fleet-wide matrix of network N: every pair of its NRs, from the
 -- status their daemons published. Returns a report (see `net check`).
 function fleet.check(n, p)
@@ -95,8 +107,16 @@ function fleet.check(n, p)
     { timeout = cl.timeout })) or nil)
   local statuses = fleet.statuses(cl, bucket, n.net_id)
   cl:close()
+  local r = fleet.matrix(n, netv, statuses, os.time())
+  r.bucket = bucket
+  return r
+end
+
+-- The report of fleet.check from what it read: NETV the network key's
+-- value (or nil), STATUSES { [node_id] = status document }, NOW in
+-- seconds (os.time, as the nodes stamp updated_at).
+function fleet.matrix(n, netv, statuses, now)
   local published = netv and math.tointeger(netv.generation) or nil
-  local now = os.time()
   local ids = {}
   for _, node in ipairs(n.nodes) do ids[#ids + 1] = node.node_id end
   local nodes, pairs_, problems = {}, {}, {}
@@ -112,7 +132,11 @@ function fleet.check(n, p)
       row.age = num(st.updated_at) and (now - st.updated_at) or json.null
       row.aggregator, row.exit = st.aggregator, st.exit
       row.peers = st.peers
-      if st.result ~= "ok" then
+      row.stale = stale(st, now) or nil
+      if row.stale then
+        problems[#problems + 1] = string.format("%s: status %d s old, not refreshed for %d status intervals "
+          .. "(node, daemon or its NATS link down?)", id, now - st.updated_at, fleet.STALE_INTERVALS)
+      elseif st.result ~= "ok" then
         problems[#problems + 1] = string.format("%s: %s%s", id, tostring(st.result),
           type(st.error) == "string" and (": " .. st.error) or "")
       elseif published and st.generation ~= published then
@@ -122,7 +146,9 @@ function fleet.check(n, p)
     nodes[#nodes + 1] = row
   end
   for _, a in ipairs(ids) do
-    local reach = statuses[a] and type(statuses[a].reach) == "table" and statuses[a].reach or {}
+    -- A stale node's measurements are not counted: they say how the mesh was.
+    local st = statuses[a]
+    local reach = st and not stale(st, now) and type(st.reach) == "table" and st.reach or {}
     for _, b in ipairs(ids) do
       if a ~= b then
         local r = reach[b]
@@ -145,7 +171,7 @@ function fleet.check(n, p)
       unknown > 0 and string.format(" (%d not measured yet)", unknown) or "")
   end
   return {
-    network = n.name, net_id = n.net_id, bucket = bucket,
+    network = n.name, net_id = n.net_id,
     generation = published or json.null, state = netv and netv.state or json.null,
     nodes = json.array(nodes), pairs = json.array(pairs_), total = total, reachable = reachable,
     problems = json.array(problems), ok = #problems == 0 and (netv ~= nil),

@@ -321,6 +321,8 @@ function A:status_doc(net_id)
       and { generation = r.generation or json.null, revision = r.revision } or json.null,
     nr_state = dstate and dstate.state or json.null,
     updated_at = os.time(), version = core.version,
+    -- So that `net check` can tell a node that stopped publishing.
+    status_interval = self.cfg.status_interval or 10,
   }
   local peers = {}
   local dev = core.netns.exists(names.nr_ns(net_id))

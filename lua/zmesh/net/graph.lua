@@ -1,7 +1,8 @@
 -- The topology as Graphviz DOT: public NRs as boxes (aggregators with a
 -- double border), hidden NRs as dashed ellipses, devices as notes; public
 -- mesh links plain, hidden-to-aggregator links bold (primary) or dotted
--- (backup), and the sole exit linked to "internet".
+-- (backup), and the sole exit linked to "internet" (its fallbacks, in
+-- order, dashed).
 local graph = {}
 
 -- Quoted for DOT; "\n" in labels stays a line break.
@@ -42,6 +43,9 @@ function graph.dot(t)
   if t.exit then
     add('  internet [shape=plaintext, label="Internet"];')
     add('  %s -- internet [color=red, label="sole exit"];', q(t.exit))
+    for i = 2, #t.exits do
+      add('  %s -- internet [color=red, style=dashed, label="fallback exit %d"];', q(t.exits[i]), i - 1)
+    end
   end
   add("}")
   return table.concat(out, "\n") .. "\n"

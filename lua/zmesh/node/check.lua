@@ -5,7 +5,6 @@
 -- ICMP echo from the NR's mesh address to theirs (zmesh.core.probe).
 local context = require "zmesh.node.context"
 local core = require "zmesh.core"
-local ip = require "zmesh.ip"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
 local paths = require "zmesh.nr.paths"
@@ -19,25 +18,6 @@ local TIMEOUT_MS = 1500
 -- A monotonic clock with sub-millisecond steps (/proc/uptime has 10 ms).
 local function now_ms() return uv.hrtime() / 1e6 end
 
--- Every other NR of CFG's network: {id = {mesh, subnet?}}.
-local function others(cfg)
-  local out = {}
-  for id, n in pairs(cfg.failover and cfg.failover.nodes or {}) do
-    if id ~= cfg.node_id and n.mesh then out[id] = { mesh = n.mesh } end
-  end
-  for _, p in ipairs(cfg.peers) do
-    if p.node_id and not out[p.node_id] then
-      for _, a in ipairs(p.allowed_ips) do
-        local c = ip.parse_cidr(a)
-        if c and c.family == 4 and c.len == 32 and ip.contains(ip.parse_cidr("100.64.0.0/10"), c) then
-          out[p.node_id] = { mesh = ip.format_addr(c) }
-        end
-      end
-    end
-  end
-  return out
-end
-
 local function check_nr(ctx, id, raw)
   local cfg = nr_config.validate(raw)
   local ns = names.nr_ns(id)
@@ -49,7 +29,7 @@ local function check_nr(ctx, id, raw)
   local dev = core.wg.get { ns = ns, name = names.wg_if(id) } or { peers = {} }
   local key_to_id = {}
   for _, p in ipairs(cfg.peers) do key_to_id[p.public_key] = p.node_id end
-  local targets, routed = others(cfg), paths_of.subnet_addrs(raw)
+  local targets, routed = paths_of.targets(raw), paths_of.subnet_addrs(raw)
   local probe, err = core.probe.open(ns, cfg.mesh_address:match("^[^/]+"))
   if not probe then
     res.error = tostring(err)
@@ -58,15 +38,15 @@ local function check_nr(ctx, id, raw)
   local pid, sent, by_addr = math.random(1, 0xfffe), {}, {}
   local seq = 0
   local t = os.time()
-  for target, info in pairs(targets) do
+  for target, mesh in pairs(targets) do
     seq = seq + 1
-    by_addr[info.mesh] = target
+    by_addr[mesh] = target
     sent[target] = now_ms()
-    probe:send(info.mesh, pid, seq, "zm1 check")
+    probe:send(mesh, pid, seq, "zm1 check")
     -- The path of its containers' traffic (the probe's own may differ).
-    local via = paths_of.peer_for(dev.peers, routed[target] or info.mesh)
+    local via = paths_of.peer_for(dev.peers, routed[target] or mesh)
     local via_id = via and key_to_id[via.public_key]
-    local entry = { node_id = target, mesh = info.mesh, reachable = false }
+    local entry = { node_id = target, mesh = mesh, reachable = false }
     if not via then
       entry.path = "none"
     elseif via_id == target then
