@@ -11,8 +11,8 @@ local entries = {}
 -- The node config comes from $ZMESH_NODE_CONFIG or /etc/zmesh/node.json;
 -- PARAMS is the NR config itself, checked before the node is looked at.
 local function split(params)
-  nr_config.validate(params)
-  return context.load(), params
+  local valid = nr_config.validate(params)
+  return context.load(), params, valid
 end
 
 local function with_net_id(params, extra)
@@ -26,13 +26,13 @@ local function with_net_id(params, extra)
 end
 
 function entries.apply(params)
-  local ctx, raw = split(params)
-  return nr.apply(ctx, raw)
+  local ctx, raw, valid = split(params)
+  return nr.apply(ctx, raw, valid)
 end
 
 function entries.plan(params)
-  local ctx, raw = split(params)
-  return { changes = json.array(nr.plan(ctx, raw)) }
+  local ctx, raw, valid = split(params)
+  return { changes = json.array(nr.plan(ctx, raw, valid)) }
 end
 
 -- {net_id, dry_run}: dry_run gives the plan of the removal instead.

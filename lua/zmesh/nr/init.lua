@@ -72,8 +72,8 @@ local function desired_of(ctx, raw, cfg)
 end
 
 -- The plan for RAW (an NR config table): one line per change.
-function nr.plan(ctx, raw)
-  local _, want, opts, prep = desired_of(ctx, raw)
+function nr.plan(ctx, raw, valid)
+  local _, want, opts, prep = desired_of(ctx, raw, valid)
   local lines = reconcile.plan(core, want, opts)
   prep.private_key:close()
   return lines
@@ -134,9 +134,10 @@ end
 
 -- Converge this node's NR to RAW. On failure, an NR that did not exist
 -- before is removed again; an existing one is left for the next apply to
--- converge from.
-function nr.apply(ctx, raw)
-  local valid = nr_config.validate(raw)
+-- converge from. VALID: RAW as nr.config.validate gave it, when the
+-- caller has checked it already (a config is checked once per apply).
+function nr.apply(ctx, raw, valid)
+  valid = valid or nr_config.validate(raw)
   return lock.hold(ctx, function()
     local cfg, want, opts, prep = desired_of(ctx, raw, valid)
     local existed = core.netns.exists(names.nr_ns(cfg.net_id))
