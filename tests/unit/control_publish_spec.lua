@@ -168,6 +168,46 @@ describe("net publish", function()
     assert.equal(a.published.generation, net.generation)
   end)
 
+  it("puts back a key the loser's compare-and-set took at the same moment as the winner's (issue 4320)", function()
+    local srv = fake_nats.server()
+    local cl1, cl2 = conn_of(srv), conn_of(srv)
+    local base = network({ "n1", "n2", "n3" })
+    assert(run(cl1, base, "base"))
+    local a, b = json.decode(json.encode(base)), json.decode(json.encode(base))
+    -- Both claims are taken (a's last: a wins); b's write of n2, made at
+    -- the same moment as a's, is taken too and lands after it.
+    local real_put = kv.put
+    kv.put = function(c, bucket, key, data, o)
+      if c == cl1 and key == "net.abc" and not a.claimed then
+        a.claimed = true
+        coroutine.yield("a claims")
+        o = { headers = o.headers, timeout = o.timeout }
+      elseif c == cl2 and key == "nr.n2.abc" and not b.clobbered then
+        b.clobbered = true
+        coroutine.yield("b at n2")
+        o = { headers = o.headers, timeout = o.timeout }
+      elseif c == cl1 and key == "nr.n3.abc" and not a.paused then
+        a.paused = true
+        coroutine.yield("a at n3")
+      end
+      return real_put(c, bucket, key, data, o)
+    end
+    local ca = coroutine.create(function() return run(cl1, a, "a") end)
+    local cb = coroutine.create(function() return run(cl2, b, "b") end)
+    assert.same({ true, "a claims" }, { coroutine.resume(ca) })
+    assert.same({ true, "b at n2" }, { coroutine.resume(cb) })
+    assert.same({ true, "a at n3" }, { coroutine.resume(ca) })
+    local _, ok, err = coroutine.resume(cb)
+    local _, a_ok, a_res = coroutine.resume(ca)
+    kv.put = real_put
+    assert.is_false(ok)
+    assert.matches("^conflict: superseded", err)
+    assert.is_true(a_ok, tostring(a_res))
+    for _, id in ipairs({ "n1", "n2", "n3" }) do
+      assert.same({ gen = 2, op = "put", tag = "a" }, keys(cl1)["nr." .. id .. ".abc"], id)
+    end
+  end)
+
   it("stops as superseded when a newer generation reaches a key first, and never overwrites it", function()
     local srv = fake_nats.server()
     local cl = conn_of(srv)

@@ -15,10 +15,11 @@
 -- header (Zmesh-Generation), and its claim (Zmesh-Claim): a publish that
 -- finds a newer generation on a key, or its own generation under a claim
 -- that is not the network key's last, stops as superseded and never
--- overwrites it, so the keys never mix two publishes' configs once the
--- newest one is done. Last, the
--- network key is marked published (again a compare-and-set on the
--- claim's revision), and the network file records the generation
+-- overwrites it. Last, the network key is marked published (again a
+-- compare-and-set on the claim's revision), every key is read back and
+-- what a loser's write took at the same moment is put back (see repair),
+-- so the keys never mix two publishes' configs once the newest one is
+-- done; the network file records the generation
 -- ({"published": {"generation": N}}).
 local json = require "zmesh.json"
 local kv = require "zmesh.control.kv"
@@ -101,6 +102,41 @@ local function put_net(cl, bucket, netkey, doc, expect, token, state, opts)
     local v = kv.decode(e)
     if v and v.claim == token and v.state == state then return e.revision end
     if kind == "conflict" or (e and e.revision or 0) ~= expect then return nil, v end
+  end
+end
+
+-- After the commit: every key holds this publish's claim, or is put
+-- back. With nats-server issue 4320 the losing publish's compare-and-set
+-- on a key can be taken too when it is made at the same moment as ours
+-- (both expected the same revision): the loser then stops at its next
+-- step, but its one write stands. Such a write lands while we are still
+-- writing; once committed, this reads every key and writes its own over
+-- what is not. A later write of the loser is a plain conflict for it (it
+-- then finds our committed claim, and stops).
+local REPAIR_ROUNDS = 3
+
+local function repair(cl, bucket, n, configs, gen, opts)
+  for _ = 1, REPAIR_ROUNDS do
+    local now = must(retrying(opts.deadline, kv.snapshot, cl, bucket, "nr.*." .. n.net_id,
+      { headers_only = true, timeout = opts.timeout }))
+    local wrong = 0
+    for key, e in pairs(now) do
+      local id = key:match("^nr%.([^.]+)%.")
+      local g = gen_of(e)
+      local ours = g == gen and e.headers[CLAIM] == opts.token
+      local want_put = id and configs[id] ~= nil
+      -- (A newer generation is a later publish's: it owns the key now.)
+      local newer = g and g > gen
+      if id and not newer and not (ours and (e.op == "put") == want_put) and (want_put or e.op == "put") then
+        wrong = wrong + 1
+        local ok, err = pcall(write, cl, bucket, key, want_put and json.encode(configs[id]) or nil, gen, e, opts)
+        -- A conflict now: a newer publish claimed the network after our
+        -- commit, and writes every key itself.
+        if not ok and tostring(err):find("^conflict: ") then return end
+        if not ok then error(err, 0) end
+      end
+    end
+    if wrong == 0 then return end
   end
 end
 
@@ -200,6 +236,7 @@ function publish.to_bucket(cl, bucket, n, configs, p, hooks)
     conflict("superseded: another publish of network %s claimed a newer generation while this one (%d) "
       .. "was writing; its configs stand", n.name, gen)
   end
+  repair(cl, bucket, n, configs, gen, opts)
   return { network = n.name, net_id = n.net_id, bucket = bucket, generation = gen, written = written,
     deleted = deleted, removed_nodes = json.array(left), bucket_made = made or false,
     replicas = info.replicas, revision = fin }
