@@ -268,6 +268,38 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     assert.is_false((nr.remove(ctx, "zz")))
   end)
 
+  it("leaves an NR whose stored config was found bad running, and says so at every converge", function()
+    nr.apply(ctx, nr_config())
+    container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    local f = assert(io.open(ctx.nr_dir .. "/abc.json", "w"))
+    f:write('{"format": 1, "kind": "nr", "da')
+    f:close()
+    for _ = 1, 2 do
+      local r = node.converge(ctx)
+      assert.same({}, r.removed)
+      assert.same({ "abc" }, r.unmanaged)
+      local said
+      for _, line in ipairs(r.problems) do
+        if line:find("abc.json.corrupt: a stored file found bad and set aside; its NR is left running", 1, true) then
+          said = true
+        end
+      end
+      assert.is_true(said, table.concat(r.problems, "\n"))
+      assert.is_true(fake.core.netns.exists("n-abc"))
+      assert.truthy(fake.core.link.get("c1", "eth0"))
+      assert.truthy(io.open(ctx.containers_dir .. "/abc.json"))
+    end
+    assert.same({ "abc" }, nr.check(ctx).healthy)
+    -- Applied again: managed, and the old file is only history.
+    nr.apply(ctx, nr_config())
+    local r = node.converge(ctx)
+    assert.same({}, r.unmanaged)
+    assert.matches("its NR's config was applied again since", table.concat(r.problems, "\n"))
+    -- Removed: nothing of it is left, the set-aside file neither.
+    nr.remove(ctx, "abc")
+    assert.is_nil(io.open(ctx.nr_dir .. "/abc.json.corrupt"))
+  end)
+
   it("replaces a WireGuard left half-made in the ndmz by a killed apply", function()
     -- The daemon started in the ndmz; the kill came before the move.
     assert(fake.core.wg.create { name = "w-abc", birth_ns = "ndmz", ns = "ndmz" })

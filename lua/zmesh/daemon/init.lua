@@ -291,9 +291,13 @@ function D:converged(reply, took)
     if not self.pending[key] then self:log("container %s: its namespace does not exist; pending", key) end
   end
   self.pending = pending
+  -- Each problem once (a set-aside file is reported by every converge).
   for _, line in ipairs(r.problems or {}) do
-    self.problems[#self.problems + 1] = line
-    self:log("state: %s", line)
+    if not self.problem_seen[line] then
+      self.problem_seen[line] = true
+      self.problems[#self.problems + 1] = line
+      self:log("state: %s", line)
+    end
   end
   self.metrics:set("zmesh_containers_pending", nil, #(r.pending or {}))
   self.metrics:set("zmesh_store_problems", nil, #self.problems)
@@ -514,7 +518,7 @@ function daemon.run(opts)
   local ctx = context.load({ config = path })
   local self = setmetatable({
     cfg = ctx.cfg, config_path = path, queue = {}, next_id = 0, backoff = {}, nr_state = {},
-    pending = {}, problems = {}, metrics = metrics.new(), started = now(),
+    pending = {}, problems = {}, problem_seen = {}, metrics = metrics.new(), started = now(),
     exe = opts.exe or assert(core.fs.readlink("/proc/self/exe")),
   }, D)
   declare(self.metrics)

@@ -39,6 +39,33 @@ function context.wg_log(ctx, net_id) return ctx.log_dir .. "/w-" .. net_id .. ".
 function context.attachments_file(ctx, net_id) return ctx.containers_dir .. "/" .. net_id .. ".json" end
 function context.choice_file(ctx, net_id) return ctx.cfg.state_dir .. "/failover/" .. net_id .. ".json" end
 
+-- Stored files set aside as bad (<file>.corrupt) that are still there:
+-- {lines, nrs = {net_id -> true}} (an NR whose config was set aside).
+-- Durable, unlike ctx.problems: whichever job found the file bad, every
+-- converge reports it until an operator removes the .corrupt file or
+-- the NR is removed.
+function context.set_aside(ctx)
+  local out = { lines = {}, nrs = {} }
+  for _, dir in ipairs({ ctx.nr_dir, ctx.containers_dir }) do
+    local files = core.fs.list(dir) or {}
+    table.sort(files)
+    for _, file in ipairs(files) do
+      local id = file:match("^([a-z0-9]+)%.json%.corrupt$")
+      if id then
+        local what = "; its containers' links are left as they are"
+        if dir == ctx.nr_dir and core.fs.stat(context.nr_file(ctx, id)) then
+          what = "; its NR's config was applied again since"
+        elseif dir == ctx.nr_dir then
+          out.nrs[id] = true
+          what = "; its NR is left running as it was, unmanaged, until its config is applied again"
+        end
+        out.lines[#out.lines + 1] = string.format("%s/%s: a stored file found bad and set aside%s", dir, file, what)
+      end
+    end
+  end
+  return out
+end
+
 -- The firewall ruleset the policy gives for ROLE ("nr" or "ndmz"); a
 -- policy that fails or breaks its contract stops everything, named.
 function context.firewall(ctx, role, fw_ctx)

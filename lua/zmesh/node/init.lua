@@ -125,12 +125,18 @@ function node.converge(ctx, opts)
     if not ok then return report end
     local container = require "zmesh.container"
     local saved = context.saved_nrs(ctx)
+    local aside = context.set_aside(ctx)
+    for _, line in ipairs(aside.lines) do report.problems[#report.problems + 1] = line end
     local ids = {}
     for id in pairs(saved) do ids[#ids + 1] = id end
     table.sort(ids)
-    report.removed = {}
+    report.removed, report.unmanaged = {}, {}
     for _, id in ipairs(nr.known_ids(ctx)) do
-      if not saved[id] then
+      -- An NR whose stored config was found bad keeps running: the data
+      -- plane does not depend on a file being readable.
+      if not saved[id] and aside.nrs[id] then
+        report.unmanaged[#report.unmanaged + 1] = id
+      elseif not saved[id] then
         -- pcall gives ok, removed, changes; or false, the error.
         local ok_rm, first, changes = pcall(nr.remove, ctx, id)
         report.removed[#report.removed + 1] = ok_rm and { net_id = id, changes = changes }

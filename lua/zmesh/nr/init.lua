@@ -109,6 +109,8 @@ function nr.removal(ctx, net_id)
     want[#want + 1] = { kind = "file", path = path, absent = true }
     -- What a writer killed half-way left (core.fs.write's temporary).
     want[#want + 1] = { kind = "file", path = path .. ".tmp", absent = true }
+    -- A file found bad and set aside: the NR it kept running is gone now.
+    want[#want + 1] = { kind = "file", path = path .. ".corrupt", absent = true }
   end
   return want
 end
@@ -242,10 +244,14 @@ function nr.check(ctx)
   return lock.hold(ctx, function()
     local restarted, healthy, removed = {}, {}, {}
     local saved = context.saved_nrs(ctx)
+    local aside = context.set_aside(ctx).nrs
     for _, id in ipairs(known_ids(ctx)) do
       local raw = saved[id]
       local ns = names.nr_ns(id)
-      if not raw then
+      if not raw and aside[id] then
+        -- Its stored config was found bad: left running, unmanaged.
+        healthy[#healthy + 1] = id
+      elseif not raw then
         nr.remove(ctx, id)
         removed[#removed + 1] = id
       elseif core.netns.exists(ns) and core.wg.get { ns = ns, name = names.wg_if(id) } then
