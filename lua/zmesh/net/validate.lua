@@ -103,6 +103,18 @@ local function string_list(field, value)
   return value
 end
 
+-- Addresses no peer can dial and no uplink holds; 240.0.0.0/4 holds the
+-- broadcast address.
+local UNUSABLE = { unspecified = true, loopback = true, multicast = true }
+
+local function unusable(field, s, a, what)
+  -- The address itself, whatever its prefix length ("0.0.0.0/0").
+  local class = ip.classify({ family = a.family, bytes = a.bytes })
+  if UNUSABLE[class] or (class == "reserved" and a.family == 4) then
+    fail(field, s, "is a%s %s address, not %s", class == "unspecified" and "n" or "", class, what)
+  end
+end
+
 local facts_fields = { node_id = true, public_key = true, addresses = true,
   listen_ports = true, force_role = true, public_endpoints = true, mtu = true }
 
@@ -125,6 +137,7 @@ function validate.facts(f, where)
   for i, s in ipairs(f.addresses) do
     local a = s:find("/", 1, true) and ip.parsed(s)
     if not a then fail(string.format("%s.addresses[%d]", where, i), s, "is not an address/prefix such as 203.0.113.11/24") end
+    unusable(string.format("%s.addresses[%d]", where, i), s, a, "an uplink address")
   end
   local lp = f.listen_ports
   if type(lp) ~= "table" then fail(where .. ".listen_ports", lp, "must be {\"min\": port, \"max\": port}") end
@@ -141,6 +154,7 @@ function validate.facts(f, where)
       if s:find("/", 1, true) or not ip.parsed(s) then
         fail(string.format("%s.public_endpoints[%d]", where, i), s, "is not an IPv4 or IPv6 address")
       end
+      unusable(string.format("%s.public_endpoints[%d]", where, i), s, ip.parsed(s), "an address peers dial")
     end
   end
   return f
@@ -231,11 +245,18 @@ local function check_node(n, i, range, range6, routed, seen)
   if not keys.valid_public(n.wireguard_public_key) then
     fail(where .. ".wireguard_public_key", n.wireguard_public_key, "is not a base64 WireGuard public key")
   end
+  -- Two NRs with one key: WireGuard could not tell their peers apart.
+  if seen.nr_keys[n.wireguard_public_key] then
+    fail(where .. ".wireguard_public_key", n.wireguard_public_key, "is also nodes[%s]'s: every NR needs its own key",
+      seen.nr_keys[n.wireguard_public_key])
+  end
+  seen.nr_keys[n.wireguard_public_key] = n.node_id
   if not keys.valid_sealed(n.wireguard_private_key) then
-    -- Sealed, so safe to name; still, a short form is enough.
-    fail(where .. ".wireguard_private_key", type(n.wireguard_private_key) == "string"
-      and n.wireguard_private_key:sub(1, 12) .. "…" or n.wireguard_private_key,
-      "is not a private key sealed to the node (base64, %d characters)", keys.SEALED_LEN)
+    -- Not sealed, so it may be a plain private key: no part of it is shown.
+    local v = n.wireguard_private_key
+    error(string.format("%s.wireguard_private_key: %s is not a private key sealed to the node (base64, %d characters)",
+      where, type(v) == "string" and string.format("(a string of %d characters, not shown)", #v) or show(v),
+      keys.SEALED_LEN), 0)
   end
   if n.sealed_to ~= f.public_key then
     fail(where .. ".sealed_to", n.sealed_to,
@@ -400,7 +421,7 @@ function validate.network(net)
     fail("nodes", #net.nodes, "NRs do not fit: routed_ipv6 %s holds %d /64 subnets", net.routed_ipv6,
       ip.subnet_count(routed, 64))
   end
-  local seen = { nodes = {}, node_keys = {}, v4 = {}, v6 = {}, routed = {} }
+  local seen = { nodes = {}, node_keys = {}, nr_keys = {}, v4 = {}, v6 = {}, routed = {} }
   for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, routed, seen) end
   for _, n in ipairs(net.nodes) do check_record(n, seen) end
   for i, id in ipairs(model.exits(net)) do
