@@ -1,3 +1,4 @@
+local json = require "zmesh.json"
 -- The Lua API behind every `zmesh net` command.
 local fake = require("fake_keys").install()
 local net = require "zmesh.net"
@@ -310,6 +311,29 @@ describe("net API", function()
       local lone = net.remove_node(build.network(net, { "pub4", "hid4" }, fake), "n1")
       assert.is_nil(lone.nodes[1].aggregators)
       assert.matches("no public node", net.show(lone).problem)
+    end)
+  end)
+
+  describe("changes that would leave a renderable network unrenderable", function()
+    it("refuses clearing the exit a routed prefix enters by, and leaves the network as it was", function()
+      local n = build.network(net, { "pub46", "pub46", "hid4" }, fake)
+      n = net.set_routed_ipv6(net.set_exit(n, "n1"), "2001:db8:100::/48")
+      local before = json.encode(n)
+      assert.has_error(function() net.set_exit(n, "none") end,
+        "routed_ipv6: 2001:db8:100::/48 has no entry point: the exit NR is the routed prefix's entry point "
+        .. "(zmesh net set-exit FILE NODE)")
+      assert.equal(before, json.encode(n))
+      -- A prefix still waiting for its exit may be set, and the exit after it.
+      local waiting = net.set_routed_ipv6(build.network(net, { "pub46", "hid4" }, fake), "2001:db8:100::/48")
+      assert.truthy(net.set_exit(waiting, "n1"))
+    end)
+
+    it("removes the last public node, saying that the network no longer renders", function()
+      local _, notes = net.remove_node(build.network(net, { "pub4", "hid4" }, fake), "n1")
+      assert.matches("^the network no longer renders until this is mended: network t has hidden nodes %(n2%)",
+        notes[#notes])
+      local _, quiet = net.remove_node(build.network(net, { "pub4", "pub4", "hid4" }, fake), "n1")
+      assert.same({}, quiet)
     end)
   end)
 

@@ -179,8 +179,10 @@ its daemon published in the fleet's bucket (facts.NODE_ID).
     help = [[Removes NODE's NR from the network. Render again and re-apply everywhere:
 hidden NRs it served move to their next aggregator (the warm backup), and
 get a new backup; other hidden NRs keep theirs. Removing the sole exit
-returns the network to local breakout; devices peering with NODE are
-removed (add them again).]],
+hands it to its first fallback, or, without one, returns the network to
+local breakout; devices peering with NODE are removed (add them again).
+A removal that leaves the network unrenderable (its last public node, or
+the exit a routed prefix enters by) is done, with a note saying so.]],
     print = function(r)
       out("removed ", r.removed, "\n")
       for _, n in ipairs(r.notes) do out("note: ", n, "\n") end

@@ -160,6 +160,17 @@ local function remember(n, set)
   return t
 end
 
+-- A change that leaves the network unrenderable, when it rendered
+-- before, is refused with the reason (BEFORE, AFTER: the lenient
+-- topologies around the change): clearing the exit a routed prefix
+-- enters by, an update that leaves a hidden node nothing to reach. A
+-- network that did not render yet (one being built, a prefix waiting for
+-- its exit) may go on changing; a removed node is gone whatever the file
+-- says, so remove-node is not refused but says what no longer renders.
+local function keep_renderable(before, after)
+  if after.problem and not before.problem then error(after.problem, 0) end
+end
+
 -- An exit that cannot be the routed prefix's entry point is refused when
 -- set (set-exit, set-routed-ipv6): the file stays renderable. A prefix
 -- with no exit yet is not refused: the next set-exit completes it. T:
@@ -222,7 +233,7 @@ function net.add_node(n, facts, opts)
   check_fixed(out, f.node_id, opts)
   local set = policy_set(opts)
   -- The choice in force, before the node (or its new facts) counts.
-  remember(out, set)
+  local before = remember(out, set)
   local changes = old and facts_changes(old.facts, f) or nil
   local node = old or { node_id = f.node_id }
   node.facts = f
@@ -250,7 +261,9 @@ function net.add_node(n, facts, opts)
   if not old then out.nodes[#out.nodes + 1] = node else out.nodes[index] = node end
   model.sort(out)
   validate.network(out)
-  remember(out, set)
+  local after = remember(out, set)
+  -- A new node may join a network still being built (no public node yet).
+  if old or #before.public > 0 then keep_renderable(before, after) end
   return out, node, changes
 end
 
@@ -270,7 +283,7 @@ function net.remove_node(n, id, opts)
   local _, index = model.find_node(out, id)
   if not index then validate.fail("node", id, "is not a node of network %s", n.name) end
   local set = policy_set(opts)
-  remember(out, set)
+  local before = remember(out, set)
   table.remove(out.nodes, index)
   local notes = {}
   local exits = model.exits(out)
@@ -304,8 +317,12 @@ function net.remove_node(n, id, opts)
     if #out.expose == 0 then out.expose = nil end
   end
   -- Before validating: the record must no longer name the removed node.
-  remember(out, set)
+  local after = remember(out, set)
   validate.network(out)
+  -- Not refused: the node is gone, and the file must say so; but said.
+  if after.problem and not before.problem then
+    notes[#notes + 1] = "the network no longer renders until this is mended: " .. after.problem
+  end
   return out, notes
 end
 
@@ -329,7 +346,10 @@ function net.set_exit(n, ids, opts)
     out.internet_targets = json.array(table.move(opts.internet_targets, 1, #opts.internet_targets, 1, {}))
   end
   validate.network(out)
-  refuse_bad_entry(remember(out, policy_set(opts)))
+  local set = policy_set(opts)
+  local after = remember(out, set)
+  refuse_bad_entry(after)
+  keep_renderable(topology.build(n, set, { lenient = true }), after)
   return out
 end
 
