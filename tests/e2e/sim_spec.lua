@@ -85,6 +85,14 @@ describe("the simulator", function()
     assert(S:call("n1", "nr.apply", config))
     assert(S:call("n1", "container.attach",
       { net_id = NET_ID, netns = "c1", ip = "10.9.1.10", create = true }))
+    -- Re-addressed in one apply: the new address alone, and its routes.
+    assert(S:call("n1", "container.attach",
+      { net_id = NET_ID, netns = "c1", ip = "10.9.1.11", create = true }))
+    assert.matches("^10%.9%.1%.11/24$", (S:exec("n1", "c1",
+      "ip -4 -o addr show dev eth0 | awk '{print $4}'")))
+    assert.matches("default via 10%.9%.1%.1 dev eth0", (S:exec("n1", "c1", "ip -4 route show default")))
+    assert(S:call("n1", "container.attach",
+      { net_id = NET_ID, netns = "c1", ip = "10.9.1.10", create = true }))
 
     -- Long-running processes everywhere in the node; each prints its pid.
     local bg = " >/dev/null 2>&1 & echo $!"

@@ -34,6 +34,24 @@ describe("reconcile.diff", function()
     assert.matches("a veth, not a bridge", actions[1].text)
   end)
 
+  it("re-addresses a link old address first, and puts back the IPv4 routes the old one took", function()
+    local st = {
+      links = { eth0 = { name = "eth0", kind = "veth", up = true, mtu = 1500 } },
+      addrs = { eth0 = { { dev = "eth0", addr = "10.0.0.20/24", scope = "global" } } },
+      routes = { { dst = "default", via = "10.0.0.1", dev = "eth0", family = 4, protocol = "static" },
+        { dst = "10.0.0.0/24", dev = "eth0", family = 4, protocol = "kernel" } },
+    }
+    local want = {
+      { kind = "link", ns = "c", name = "eth0", type = "veth", up = true },
+      { kind = "addr", ns = "c", dev = "eth0", addr = "10.0.0.21/24" },
+      { kind = "route", ns = "c", family = 4, dst = "default", via = "10.0.0.1", dev = "eth0" },
+    }
+    local actions = diff.compute(want, inv({ c = st }))
+    assert.same({ "addr_delete", "addr_add", "route_replace" }, ops(actions))
+    assert.equal("10.0.0.20/24", actions[1].addr)
+    assert.equal("10.0.0.21/24", actions[2].addr)
+  end)
+
   it("prunes addresses on managed links and routes in owned namespaces only", function()
     local st = {
       links = { br = { name = "br", kind = "bridge", up = true, mtu = 1500 },

@@ -131,8 +131,12 @@ local function diff_links(desired, inv, out)
   return remade
 end
 
+-- Removals first: a new IPv4 address in the subnet of an old one is a
+-- secondary, and the kernel drops secondaries (and the routes over the
+-- subnet) with the primary. Returns the namespaces whose IPv4
+-- addresses change: their routes are put back after (see diff_routes).
 local function diff_addrs(desired, inv, remade, out)
-  local want, managed = {}, {}
+  local want, managed, adds, readdressed, removed4 = {}, {}, {}, {}, {}
   for _, r in ipairs(desired) do
     if r.kind == "link" and not r.absent and not r.keep_addrs then
       managed[r.ns .. " " .. r.name] = r
@@ -145,20 +149,32 @@ local function diff_addrs(desired, inv, remade, out)
         if a.addr == r.addr then have = true end
       end
       if not have then
-        out[#out + 1] = { op = "addr_add", ns = r.ns, dev = r.dev, addr = r.addr,
+        adds[#adds + 1] = { op = "addr_add", ns = r.ns, dev = r.dev, addr = r.addr,
           text = string.format("add address %s to %s", r.addr, at(r.ns, r.dev)) }
       end
     end
   end
-  for key, r in pairs(managed) do
+  local keys = {}
+  for key in pairs(managed) do keys[#keys + 1] = key end
+  table.sort(keys)
+  for _, key in ipairs(keys) do
+    local r = managed[key]
     local st = not remade[key] and inv.ns[r.ns]
     for _, a in ipairs(st and st.addrs[r.name] or {}) do
       if a.scope == "global" and not want[r.ns .. " " .. r.name .. " " .. a.addr] then
         out[#out + 1] = { op = "addr_delete", ns = r.ns, dev = r.name, addr = a.addr,
           text = string.format("remove address %s from %s", a.addr, at(r.ns, r.name)) }
+        if not a.addr:find(":", 1, true) then removed4[key] = true end
       end
     end
   end
+  -- An IPv4 address replaced by another (a container re-addressed):
+  -- the routes over the old one go with it.
+  for _, a in ipairs(adds) do
+    if removed4[a.ns .. " " .. a.dev] and not a.addr:find(":", 1, true) then readdressed[a.ns] = true end
+  end
+  table.move(adds, 1, #adds, #out + 1, out)
+  return readdressed
 end
 
 -- "route default (IPv6) via fe80::1 dev public in ndmz": the family is
@@ -169,7 +185,7 @@ local function route_text(verb, ns, family, dst, via, dev)
     via and (" via " .. via) or "", dev and (" dev " .. dev) or "", ns)
 end
 
-local function diff_routes(desired, inv, opts, remade, out)
+local function diff_routes(desired, inv, opts, remade, readdressed, out)
   local want = {}
   local function gone(ns, a) return a.dev ~= nil and remade[ns .. " " .. a.dev] end
   for _, r in ipairs(desired) do
@@ -179,8 +195,10 @@ local function diff_routes(desired, inv, opts, remade, out)
       end
       want[r.ns .. " " .. r.family .. " " .. r.dst] = true
       local st = inv.ns[r.ns]
+      -- (An IPv4 address removed there takes IPv4 routes with it.)
       local ok = false
-      for _, a in ipairs(st and st.routes or {}) do
+      local dropped = readdressed[r.ns] and r.family == 4
+      for _, a in ipairs(not dropped and st and st.routes or {}) do
         if a.family == r.family and a.dst == r.dst and a.via == r.via
            and (r.dev == nil or a.dev == r.dev) and not gone(r.ns, a) then
           ok = true
@@ -375,8 +393,8 @@ function diff.compute(desired, inv, opts)
   for _, r in ipairs(desired) do
     if r.kind == "wg" then diff_wg(r, inv.wg[resources.key(r)], out) end
   end
-  diff_addrs(desired, inv, remade, out)
-  diff_routes(desired, inv, opts, remade, out)
+  local readdressed = diff_addrs(desired, inv, remade, out)
+  diff_routes(desired, inv, opts, remade, readdressed, out)
   for _, r in ipairs(desired) do
     if r.kind == "nft" then diff_nft(r, inv.nft[resources.key(r)], out) end
   end
