@@ -159,6 +159,20 @@ describe("zmesh daemon", function()
     assert.equal(200, status)
     assert.matches('zmesh_jobs_total{entry="nr.apply",result="ok"} 1', res, 1, true)
     assert.matches("zmesh_up 1", res, 1, true)
+    -- A bad edit of the node config changes nothing, before SIGHUP or
+    -- after: the daemon and its writer keep the config in force.
+    local good = S.nodes.n1.config.reconcile_interval
+    S.nodes.n1.config.reconcile_interval = "fast"
+    S:write_config("n1")
+    status, res = S:api("n1", "PUT", "/v1/nrs/api1", cfg)
+    assert.equal(200, status, json.encode(res))
+    S:daemon_reload("n1")
+    status, res = S:api("n1", "PUT", "/v1/nrs/api1", cfg)
+    assert.equal(200, status, json.encode(res))
+    assert.matches("reload: .*reconcile_interval.*keeping the config in force",
+      (S:sh("n1", "cat /run/zmesh-daemon.log")))
+    S.nodes.n1.config.reconcile_interval = good
+    S:write_config("n1")
     -- DELETE: its plan, then the removal.
     status, res = S:api("n1", "DELETE", "/v1/nrs/api1?dry_run=1")
     assert.equal(200, status)

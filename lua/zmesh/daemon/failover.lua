@@ -432,7 +432,8 @@ end
 -- apply or a removal of that NR: the others did not change, and reading
 -- and checking all of them per call made each apply cost O(NRs)).
 function F:refresh(only)
-  local ctx = context.load({ config = self.d.config_path })
+  -- The node config in force (pinned by the daemon), not the file now.
+  local ctx = context.load()
   local stored
   if only then
     stored = { [only] = store.read(context.nr_file(ctx, only), "nr", {}) }

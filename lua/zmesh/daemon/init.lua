@@ -67,6 +67,15 @@ end
 
 -- ---- the worker ----
 
+-- The job that hands the writer the node config in force: it never
+-- reads the file itself, so a bad edit changes nothing until SIGHUP.
+function D:pin_job()
+  return { entry = require("zmesh.daemon.worker").REPIN, params = { config = self.cfg }, internal = true,
+    done = function(reply)
+      if not reply.ok then self:log("the writer did not take the node config: %s", tostring(reply.error)) end
+    end }
+end
+
 function D:start_worker()
   local stdin, stdout = uv.new_pipe(false), uv.new_pipe(false)
   local w = { stdin = stdin, stdout = stdout, buffer = "", alive = true }
@@ -87,6 +96,11 @@ function D:start_worker()
     error("cannot start the writer: " .. tostring(pid), 0)
   end
   w.handle, w.pid = handle, pid
+  -- Its first job, before any queued one.
+  local pin = self:pin_job()
+  self.next_id = self.next_id + 1
+  pin.id, pin.queued = self.next_id, now()
+  table.insert(self.queue, 1, pin)
   stdout:read_start(function(err, data)
     if err or not data then return end
     w.buffer = w.buffer .. data
@@ -488,6 +502,9 @@ function D:reload()
   end
   local control_before = json.encode(self.cfg.control or json.null)
   self.cfg = ctx.cfg
+  context.pin(self.cfg)
+  -- Jobs queued from now on run on it.
+  self:enqueue(self:pin_job())
   self.reconcile_timer:set_repeat(math.floor(self.cfg.reconcile_interval * 1000))
   self:log("reloaded %s", self.config_path)
   -- A control section added, changed or removed: the link to NATS starts
@@ -516,6 +533,8 @@ function daemon.run(opts)
   local path = opts.config or os.getenv("ZMESH_NODE_CONFIG") or require("zmesh.node.config").DEFAULT_PATH
   context.use_config(path)
   local ctx = context.load({ config = path })
+  -- This process and its writer run on this config until SIGHUP.
+  context.pin(ctx.cfg)
   local self = setmetatable({
     cfg = ctx.cfg, config_path = path, queue = {}, next_id = 0, backoff = {}, nr_state = {},
     pending = {}, problems = {}, problem_seen = {}, metrics = metrics.new(), started = now(),

@@ -6,10 +6,14 @@
 -- reads, and a crash in it is a failed job, not a dead daemon. Every job
 -- takes the node lock, as the one-shot commands do.
 local check = require "zmesh.check"
+local context = require "zmesh.node.context"
 local entry = require "zmesh.entry"
 local json = require "zmesh.json"
 
 local worker = {}
+
+-- Not an entry point: what the daemon sends its writer on SIGHUP.
+worker.REPIN = "worker:repin"
 
 -- The reply line for one job line.
 function worker.handle(line)
@@ -19,6 +23,15 @@ function worker.handle(line)
       error = "bad job: " .. tostring(err or line), kind = "input" }
   end
   check.last = nil
+  -- The node config in force (the daemon's first job, and after each
+  -- SIGHUP that found the file good): jobs after this one use it.
+  if job.entry == worker.REPIN then
+    if type(job.params) ~= "table" or type(job.params.config) ~= "table" then
+      return { id = job.id, ok = false, error = "bad job: no config to run on", kind = "input" }
+    end
+    context.pin(job.params.config)
+    return { id = job.id, ok = true, result = json.null }
+  end
   local ok, result = entry.call(job.entry, job.params or json.object())
   if ok then return { id = job.id, ok = true, result = result == nil and json.null or result } end
   local class = check.classify(result)

@@ -7,10 +7,18 @@ local store = require "zmesh.node.store"
 
 local context = {}
 
-local chosen_path
+local chosen_path, pinned
 
 -- Use PATH as the node config from now on (the CLI's --config).
-function context.use_config(path) chosen_path = path end
+function context.use_config(path) chosen_path, pinned = path, nil end
+
+-- Use CFG (a node config as zmesh.node.config loads it) from now on,
+-- not the file: the daemon's writer runs on the config the daemon has in
+-- force, so that an edit of the file takes effect on SIGHUP, and a bad
+-- edit not at all.
+function context.pin(cfg)
+  pinned = json.encode(cfg)
+end
 
 -- PARAMS.config: a path to the node config (else the one chosen with
 -- use_config, else $ZMESH_NODE_CONFIG, else /etc/zmesh/node.json).
@@ -19,7 +27,8 @@ function context.load(params)
   if path ~= nil and type(path) ~= "string" then
     error("config: must be the path of the node config file", 0)
   end
-  local cfg = config.load(path)
+  -- (A copy each time: callers may change what they get.)
+  local cfg = (pinned and not (params and params.config)) and json.decode(pinned) or config.load(path)
   return {
     cfg = cfg,
     key_path = cfg.state_dir .. "/node.key",
