@@ -28,6 +28,20 @@ describe("net set-exit with fallbacks", function()
     bad.internet_targets = { "not-an-ip" }
     assert.has_error(function() require("zmesh.net.validate").network(bad) end,
       "internet_targets[1]: 'not-an-ip' must be an IPv4 address")
+    -- A probe that always answers, or never leaves the mesh, tells nothing.
+    for target, why in pairs({
+      ["127.0.0.1"] = "is a loopback address, not an address on the Internet",
+      ["0.0.0.0"] = "is an unspecified address, not an address on the Internet",
+      ["224.0.0.1"] = "is a multicast address, not an address on the Internet",
+      ["255.255.255.255"] = "is a reserved address, not an address on the Internet",
+      ["10.1.1.5"] = "is inside the network's own addresses, not on the Internet",
+      ["100.64.1.1"] = "is inside the network's own addresses, not on the Internet",
+    }) do
+      assert.has_error(function() net.set_exit(n, "n2", { internet_targets = { target } }) end,
+        string.format("internet_targets[1]: '%s' %s", target, why))
+    end
+    assert.has_error(function() net.set_exit(n, "n2", { internet_targets = { "192.0.2.9", "192.0.2.9" } }) end,
+      "internet_targets[2]: '192.0.2.9' is also internet_targets[1]")
   end)
 end)
 

@@ -198,7 +198,8 @@ order: when the exit in use stops carrying traffic to the Internet (each
 candidate pings the network's --probe addresses, else the failover
 policy's internet targets, through its own uplink), every NR's daemon
 moves to the next candidate that does, and back per the policy. "none"
-returns to local breakout.]],
+returns to local breakout. --probe: 1 to 8 distinct IPv4 addresses on
+the Internet (not loopback, multicast or inside the network's ranges).]],
     params = function(p)
       p.node = p.nodes
       p.nodes = nil

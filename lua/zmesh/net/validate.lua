@@ -395,11 +395,18 @@ function validate.header(net)
         or #net.internet_targets == 0 or #net.internet_targets > 8 then
       fail("internet_targets", net.internet_targets, "must be a list of 1..8 IPv4 addresses")
     end
+    local seen_target = {}
     for i, a in ipairs(net.internet_targets) do
+      local field = string.format("internet_targets[%d]", i)
       local parsed = type(a) == "string" and ip.parse_addr(a)
-      if not parsed or parsed.family ~= 4 then
-        fail(string.format("internet_targets[%d]", i), a, "must be an IPv4 address")
+      if not parsed or parsed.family ~= 4 then fail(field, a, "must be an IPv4 address") end
+      -- Only an address out on the Internet tells that the exit reaches it.
+      unusable(field, a, parsed, "an address on the Internet")
+      if ip.contains(reserved, parsed) or (range and ip.contains(range, parsed)) then
+        fail(field, a, "is inside the network's own addresses, not on the Internet")
       end
+      if seen_target[a] then fail(field, a, "is also internet_targets[%d]", seen_target[a]) end
+      seen_target[a] = i
     end
   end
   return range, range6, routed
