@@ -397,12 +397,6 @@ function F:tick()
             self.d:log("failover: NR %s: %s", n.id, tostring(reply.error))
           end
         end })
-    elseif prev and prev.exit ~= choice.exit then
-      -- The exit moved behind the same peer (a hidden NR's traffic goes to
-      -- its aggregator either way): nothing to apply here, but a failover.
-      self.d:log("failover: NR %s: the Internet exit moves from %s to %s (through the same peer)", n.id,
-        tostring(prev.exit), tostring(choice.exit))
-      self.d.metrics:add("zmesh_failovers_total", { net_id = n.id, kind = "exit" })
     end
   end
 end

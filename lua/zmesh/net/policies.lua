@@ -19,7 +19,13 @@ local contracts = {
 -- and the defaults.
 local function dir_list(dirs)
   if dirs == nil then return {} end
-  if type(dirs) == "string" then return { dirs } end
+  if type(dirs) == "string" then dirs = { dirs } end
+  -- A mistyped directory would quietly give the default policies.
+  for _, d in ipairs(dirs) do
+    local f = type(d) == "string" and io.open(d .. "/.")
+    if not f then error(string.format("policy_dir: '%s' is not a directory", tostring(d)), 0) end
+    f:close()
+  end
   return dirs
 end
 
