@@ -341,6 +341,14 @@ describe("net API", function()
     local dir = "tests/fixtures/net/policies/"
     local badrole = dir .. 'badrole/role.lua:4: policy role: hook role: node n1: returned maybe, expected "public" or "hidden"'
 
+    it("refuses a policy directory that is not there (it would give the default policies)", function()
+      local n = build.network(net, { "pub4" }, fake)
+      assert.has_error(function() net.render(n, "n1", { policy_dir = "tests/nosuchdir" }) end,
+        "policy_dir: 'tests/nosuchdir' is not a directory")
+      assert.has_error(function() net.render(n, "n1", { policy_dir = "README.md" }) end,
+        "policy_dir: 'README.md' is not a directory")
+    end)
+
     it("raise from every operation with the file and line, never as a network's problem", function()
       local n = build.network(net, { "pub4", "pub4", "hid4" }, fake)
       n = net.add_access(n, "laptop")
