@@ -115,6 +115,8 @@ describe("net validation", function()
       { function(n) n.exit = "n7" end, "exit: 'n7' is not a node of the network" },
       { function(n) n.format = 2 end, "format: 2 is not 1, the format this zmesh reads" },
       { function(n) n.nodes = "none" end, "nodes: 'none' must be a list" },
+      -- An object where the list goes, as a file would have it: not "no nodes".
+      { function(n) n.nodes = require("zmesh.json").decode("{}") end, "nodes: {} must be a list" },
       { function(n) n.ip_range = "10.1.0.0/23" end, "nodes: 3 NRs do not fit: ip_range 10.1.0.0/23 holds 2 /24 subnets" },
       { function(n) n.nodes[3].aggregators = "n1" end, "nodes[n3].aggregators: 'n1' must be a list of strings" },
       { function(n) n.nodes[3].aggregators = { "n1", "n9" } end, "nodes[n3].aggregators[2]: 'n9' is not a node of the network" },

@@ -407,6 +407,14 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     end
     assert.same({}, fake.calls)
     assert.is_nil(fake.core.netns.exists("c2") or nil)
+    -- c1 into another NR while this one holds it: 409 naming netns, nothing touched.
+    nr.apply(ctx, nr_config({ net_id = "def", wireguard_listen_port = 51821 }))
+    fake.reset_calls()
+    local ok, err = pcall(container.attach, ctx, { net_id = "def", netns = "c1", ip = "10.1.1.20" })
+    assert.is_false(ok)
+    assert.matches("netns 'c1': is attached to NR abc: detach it there first", err, 1, true)
+    assert.equal("conflict", require("zmesh.check").classify(err).kind)
+    assert.same({}, fake.calls)
     -- The same container again, at its own address: fine.
     assert.same({}, container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10" }).changes)
     -- Its runtime removed c1 without a detach: its address is free.

@@ -415,7 +415,8 @@ end
 -- The whole network; returns it, or raises the first problem found.
 function validate.network(net)
   local range, range6, routed = validate.header(net)
-  if type(net.nodes) ~= "table" or (next(net.nodes) ~= nil and net.nodes[1] == nil) then
+  if type(net.nodes) ~= "table" or (next(net.nodes) ~= nil and net.nodes[1] == nil)
+      or json_kind(net.nodes) == "object" then
     fail("nodes", net.nodes, "must be a list")
   end
   local wanted = #net.nodes + ((net.access and #net.access > 0) and 1 or 0)
