@@ -125,87 +125,83 @@ describe("net publish", function()
     assert.same({ gen = 2, op = "put", tag = "a" }, k["nr.n2.abc"])
   end)
 
-  it("never mixes two publishes whose claims the server both took (nats-server issue 4320)", function()
+  -- Two publishes, a and b, of one network from generation 1, as
+  -- coroutines on two connections. Each of PAUSES {who, key, say, after,
+  -- taken} makes that publish's put of KEY yield SAY once, before the put
+  -- (or AFTER it); TAKEN: the put is taken whatever revision it expected,
+  -- as a clustered nats-server before 2.9.21 may take two compare-and-sets
+  -- made at the same moment (issue 4320). kv.put is put back however the
+  -- test ends.
+  local function two_publishes(pauses)
     local srv = fake_nats.server()
-    local cl1, cl2 = conn_of(srv), conn_of(srv)
+    local cl = { a = conn_of(srv), b = conn_of(srv) }
     local base = network({ "n1", "n2", "n3" })
-    assert(run(cl1, base, "base"))
-    local a, b = json.decode(json.encode(base)), json.decode(json.encode(base))
-    -- Both read generation 1; b claims 2 and writes n1; then a's claim,
-    -- made at the same moment as b's, is taken too (a clustered
-    -- nats-server before 2.9.21 may take both compare-and-sets: here a's
-    -- loses its expectation), and a runs to its end; then b goes on.
+    assert(run(cl.a, base, "base"))
+    local n = { a = json.decode(json.encode(base)), b = json.decode(json.encode(base)) }
     local real_put = kv.put
+    finally(function() kv.put = real_put end)
     kv.put = function(c, bucket, key, data, o)
-      if c == cl1 and key == "net.abc" and not a.claimed then
-        a.claimed = true
-        coroutine.yield("a claims")
-        o = { headers = o.headers, timeout = o.timeout }
+      local hit
+      for _, p in ipairs(pauses) do
+        if not p.done and cl[p.who] == c and p.key == key then hit = p break end
       end
+      if hit then hit.done = true end
+      if hit and not hit.after then coroutine.yield(hit.say) end
+      if hit and hit.taken then o = { headers = o.headers, timeout = o.timeout } end
       local rev, err, kind = real_put(c, bucket, key, data, o)
-      if c == cl2 and key == "nr.n1.abc" and not b.paused then
-        b.paused = true
-        coroutine.yield("b wrote n1")
-      end
+      if hit and hit.after then coroutine.yield(hit.say) end
       return rev, err, kind
     end
-    local ca = coroutine.create(function() return run(cl1, a, "a") end)
-    local cb = coroutine.create(function() return run(cl2, b, "b") end)
-    assert.same({ true, "a claims" }, { coroutine.resume(ca) })
-    assert.same({ true, "b wrote n1" }, { coroutine.resume(cb) })
-    local _, a_ok, a_res = coroutine.resume(ca)
-    local _, ok, err = coroutine.resume(cb)
-    kv.put = real_put
+    local co = {}
+    for who in pairs(cl) do co[who] = coroutine.create(function() return run(cl[who], n[who], who) end) end
+    return co, cl, n
+  end
+
+  local function all_of_a(cl)
+    for _, id in ipairs({ "n1", "n2", "n3" }) do
+      assert.same({ gen = 2, op = "put", tag = "a" }, keys(cl)["nr." .. id .. ".abc"], id)
+    end
+  end
+
+  it("never mixes two publishes whose claims the server both took (nats-server issue 4320)", function()
+    -- Both read generation 1; b claims 2 and writes n1; then a's claim,
+    -- made at the same moment as b's, is taken too, and a runs to its
+    -- end; then b goes on.
+    local co, cl, n = two_publishes({
+      { who = "a", key = "net.abc", say = "a claims", taken = true },
+      { who = "b", key = "nr.n1.abc", say = "b wrote n1", after = true },
+    })
+    assert.same({ true, "a claims" }, { coroutine.resume(co.a) })
+    assert.same({ true, "b wrote n1" }, { coroutine.resume(co.b) })
+    local _, a_ok, a_res = coroutine.resume(co.a)
+    local _, ok, err = coroutine.resume(co.b)
     assert.is_true(a_ok, tostring(a_res))
     assert.equal(2, a_res.generation)
     assert.is_false(ok)
     assert.matches("^conflict: superseded", err)
-    for _, id in ipairs({ "n1", "n2", "n3" }) do
-      assert.same({ gen = 2, op = "put", tag = "a" }, keys(cl1)["nr." .. id .. ".abc"], id)
-    end
-    local net = kv.decode(kv.get(cl1, "zmesh", "net.abc"))
+    all_of_a(cl.a)
+    local net = kv.decode(kv.get(cl.a, "zmesh", "net.abc"))
     assert.equal("published", net.state)
-    assert.equal(a.published.generation, net.generation)
+    assert.equal(n.a.published.generation, net.generation)
   end)
 
   it("puts back a key the loser's compare-and-set took at the same moment as the winner's (issue 4320)", function()
-    local srv = fake_nats.server()
-    local cl1, cl2 = conn_of(srv), conn_of(srv)
-    local base = network({ "n1", "n2", "n3" })
-    assert(run(cl1, base, "base"))
-    local a, b = json.decode(json.encode(base)), json.decode(json.encode(base))
     -- Both claims are taken (a's last: a wins); b's write of n2, made at
     -- the same moment as a's, is taken too and lands after it.
-    local real_put = kv.put
-    kv.put = function(c, bucket, key, data, o)
-      if c == cl1 and key == "net.abc" and not a.claimed then
-        a.claimed = true
-        coroutine.yield("a claims")
-        o = { headers = o.headers, timeout = o.timeout }
-      elseif c == cl2 and key == "nr.n2.abc" and not b.clobbered then
-        b.clobbered = true
-        coroutine.yield("b at n2")
-        o = { headers = o.headers, timeout = o.timeout }
-      elseif c == cl1 and key == "nr.n3.abc" and not a.paused then
-        a.paused = true
-        coroutine.yield("a at n3")
-      end
-      return real_put(c, bucket, key, data, o)
-    end
-    local ca = coroutine.create(function() return run(cl1, a, "a") end)
-    local cb = coroutine.create(function() return run(cl2, b, "b") end)
-    assert.same({ true, "a claims" }, { coroutine.resume(ca) })
-    assert.same({ true, "b at n2" }, { coroutine.resume(cb) })
-    assert.same({ true, "a at n3" }, { coroutine.resume(ca) })
-    local _, ok, err = coroutine.resume(cb)
-    local _, a_ok, a_res = coroutine.resume(ca)
-    kv.put = real_put
+    local co, cl = two_publishes({
+      { who = "a", key = "net.abc", say = "a claims", taken = true },
+      { who = "b", key = "nr.n2.abc", say = "b at n2", taken = true },
+      { who = "a", key = "nr.n3.abc", say = "a at n3" },
+    })
+    assert.same({ true, "a claims" }, { coroutine.resume(co.a) })
+    assert.same({ true, "b at n2" }, { coroutine.resume(co.b) })
+    assert.same({ true, "a at n3" }, { coroutine.resume(co.a) })
+    local _, ok, err = coroutine.resume(co.b)
+    local _, a_ok, a_res = coroutine.resume(co.a)
     assert.is_false(ok)
     assert.matches("^conflict: superseded", err)
     assert.is_true(a_ok, tostring(a_res))
-    for _, id in ipairs({ "n1", "n2", "n3" }) do
-      assert.same({ gen = 2, op = "put", tag = "a" }, keys(cl1)["nr." .. id .. ".abc"], id)
-    end
+    all_of_a(cl.a)
   end)
 
   it("stops as superseded when a newer generation reaches a key first, and never overwrites it", function()
