@@ -94,13 +94,28 @@ test: deps
 
 # Runs the suites against an existing build. Each suite's output is kept
 # in $(BUILD)/test-SUITE.log; the failures of every failed suite are
-# printed again at the end, where a CI log's tail shows them.
+# printed again at the end, where a CI log's tail shows them. A suite that
+# runs past SUITE_TIMEOUT seconds is stopped (with what it started) and
+# fails, naming the test it was in; the namespaces of its run
+# (ZMESH_TEST_RUN, see tests/lib/testns.lua) are then deleted.
+SUITE_TIMEOUT ?= 1200
 check:
 	$(Q)mkdir -p $(BUILD); failed=; for s in $(SUITES); do \
 		echo "== tests/$$s"; \
-		{ $(BUSTED) $(BUSTED_FLAGS) tests/$$s 2>&1; echo $$? >$(BUILD)/test-$$s.rc; } \
-			| tee $(BUILD)/test-$$s.log; \
-		[ "$$(cat $(BUILD)/test-$$s.rc)" = 0 ] || failed="$$failed $$s"; \
+		run=$$(od -An -N2 -tx2 /dev/urandom | tr -d ' '); now=$(BUILD)/test-$$s.now; rm -f $$now; \
+		{ ZMESH_TEST_RUN=$$run ZMESH_TEST_PROGRESS=$$now timeout -k 30 $(SUITE_TIMEOUT) \
+			env $(BUSTED) -o $(CURDIR)/tests/lib/progress_output.lua $(BUSTED_FLAGS) tests/$$s 2>&1; \
+			echo $$? >$(BUILD)/test-$$s.rc; } | tee $(BUILD)/test-$$s.log; \
+		case "$$(cat $(BUILD)/test-$$s.rc)" in \
+		0) ;; \
+		124|137) printf '\nError → tests/%s stopped after %s s, in: %s\n' $$s $(SUITE_TIMEOUT) "$$(cat $$now 2>/dev/null)" \
+				| tee -a $(BUILD)/test-$$s.log; \
+			for n in $$(ip netns list 2>/dev/null | awk '{print $$1}' | grep "^zt$$run"); do \
+				ip netns pids $$n | xargs -r kill -9; ip netns delete $$n; done; \
+			rm -f /run/wireguard/zt$$run*.sock; \
+			failed="$$failed $$s" ;; \
+		*) failed="$$failed $$s" ;; \
+		esac; \
 	done; \
 	[ -z "$$failed" ] && exit 0; \
 	for s in $$failed; do \

@@ -74,27 +74,51 @@ local function link_state(ns, name)
   return { flags = out:match("<([^>]*)>"), state = out:match(" state (%S+)") }
 end
 
--- `ip monitor link` in NS, in the background: :mark(), changing lo's MTU
--- in NS, returns every event line up to and including that change, so
--- the monitor is known to run and every event before it is read.
+-- `ip monitor link` in NS, in the background, writing to a file:
+-- :mark() changes lo's MTU in NS and returns every event line since the
+-- last mark up to and including that change, so every event before it is
+-- known to be read. The monitor subscribes some time after it starts, so
+-- a change it missed is made again (with the other MTU), never waited on
+-- for ever.
 local function link_monitor(ns)
-  local f = assert(io.popen(("echo $$; exec ip -n %s monitor link"):format(ns)))
-  local m = { pid = math.tointeger(f:read("n")), mtu = 65536 }
-  function m:mark()
-    self.mtu = self.mtu == 65536 and 65000 or 65536
-    h.sh(("ip -n %s link set lo mtu %d"):format(ns, self.mtu))
-    local lines = {}
-    for line in f:lines() do
-      lines[#lines + 1] = line
-      if line:match("^%d+: lo: ") and line:find("mtu " .. self.mtu, 1, true) then return lines end
+  local log = os.tmpname()
+  local pid = h.sh(("ip -n %s monitor link >%s 2>&1 & echo $!"):format(ns, log))
+  local m, returned = { pid = assert(math.tointeger(tonumber(pid)), pid), mtu = 65536 }, 0
+  local function unread()
+    local lines, n = {}, 0
+    for line in io.lines(log) do
+      n = n + 1
+      if n > returned then lines[#lines + 1] = line end
     end
-    error("ip monitor ended: " .. table.concat(lines, "\n"))
+    return lines
+  end
+  function m:mark()
+    for _ = 1, 10 do
+      self.mtu = self.mtu == 65536 and 65000 or 65536
+      h.sh(("ip -n %s link set lo mtu %d"):format(ns, self.mtu))
+      local upto
+      h.wait_for(1, function()
+        upto = nil
+        local lines = unread()
+        for i, line in ipairs(lines) do
+          if line:match("^%d+: lo: ") and line:find("mtu " .. self.mtu, 1, true) then
+            upto = table.move(lines, 1, i, 1, {})
+            return true
+          end
+        end
+      end)
+      if upto then
+        returned = returned + #upto
+        return upto
+      end
+    end
+    error("ip monitor saw none of 10 MTU changes of lo: " .. table.concat(unread(), "\n"))
   end
   function m:close()
-    if f then
+    if log then
       os.execute("kill " .. self.pid .. " 2>/dev/null")
-      f:close()
-      f = nil
+      os.remove(log)
+      log = nil
     end
   end
   return m
