@@ -181,6 +181,12 @@ describe("zmesh daemon", function()
     assert.equal(200, status, json.encode(res))
     assert.is_true(res.removed)
     assert.equal("ndmz", (S:sh("n1", "ip netns list | awk '{print $1}'")))
+    -- Gone: deleting it again, or its plan, is 404.
+    status, res = S:api("n1", "DELETE", "/v1/nrs/api1")
+    assert.equal(404, status, json.encode(res))
+    status, res = S:api("n1", "DELETE", "/v1/nrs/api1?dry_run=1")
+    assert.equal(404, status, json.encode(res))
+    assert.equal("net_id", res.field)
     -- The state_dir holds no NR any more.
     assert.equal("0", (S:sh("n1", "ls " .. S.nodes.n1.config.state_dir .. "/nrs/*.json 2>/dev/null | wc -l")))
   end)

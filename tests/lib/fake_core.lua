@@ -623,6 +623,8 @@ function fake_core.new()
       carrier = carrier(l), operstate = operstate(l), mac = l.mac }
     local m = l.master and l.st.links[l.master]
     if m then i.master, i.master_index = m.name, m.index end
+    -- A veth's IFLA_LINK: its peer's ifindex, in the peer's namespace.
+    if l.peer then i.link_index = l.peer.index end
     return i
   end
 

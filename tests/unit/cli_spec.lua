@@ -55,6 +55,22 @@ describe("zmesh", function()
     assert.matches("remove every NR and the ndmz", out, 1, true)
   end)
 
+  it("refuses a node command line it cannot read with one line and status 2, running nothing", function()
+    for args, want in pairs({
+      ["node"] = "missing subcommand",
+      ["node frob"] = "unknown subcommand 'frob'",
+      ["node apply --bogus x.json"] = "unknown option --bogus",
+      ["node list --config"] = "--config needs a value",
+      ["node list extra more"] = "unexpected argument 'more'",
+    }) do
+      local code, out, err = run(args .. " --direct")
+      assert.equal(2, code, args)
+      assert.equal("", out, args)
+      assert.matches(want, err, 1, true)
+      assert.equal(1, select(2, err:gsub("\n", "")), args)
+    end
+  end)
+
   it("refuses an unknown command with status 2", function()
     local code, out, err = run("frobnicate")
     assert.equal(2, code)

@@ -109,6 +109,8 @@ describe("routed IPv6", function()
       "port: 70000 must be a port 1..65535")
     fails(function() net.expose(n2, { node = "n3", address = "2001:db8:100:3::10", port = "80/sctp" }) end,
       "port: 'sctp' must be tcp or udp")
+    fails(function() net.expose(n2, { node = "n3", address = "2001:db8:100:3::10", port = 80 }) end,
+      "proto: (missing) must be tcp or udp")
     fails(function() net.expose(n2, { node = "n7", address = "2001:db8:100:3::10", port = "80/tcp" }) end,
       "expose.node: 'n7' is not a node of the network")
     assert.equal(2, #n2.expose)

@@ -164,6 +164,13 @@ describe("net validation", function()
       assert.same({ "n2" }, t.aggregators.n1)
     end)
 
+    it("refuses a field it does not know, in the network or in a node, naming it", function()
+      assert.has_error(function() validate.network(broken(function(b) b.exits = "n1" end)) end,
+        "exits: 'n1' is not a field of a network file")
+      assert.has_error(function() validate.network(broken(function(b) b.nodes[2].subnet6 = "fd00::/64" end)) end,
+        "nodes[n2].subnet6: 'fd00::/64' is not a field of a node")
+    end)
+
     it("accepts the base network", function()
       assert.equal(3, #validate.network(base()).nodes)
       local s = net.validate(base())

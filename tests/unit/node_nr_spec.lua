@@ -163,6 +163,28 @@ describe("node side (fake core)", function()
     assert.is_false(fake.core.netns.exists("c1"))
   end)
 
+  it("takes over a container's link when its record was lost, instead of making a second", function()
+    local context = require "zmesh.node.context"
+    nr.apply(ctx, nr_config())
+    local first = container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    context.save_attachments(ctx, "abc", {})
+    local again = container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10" })
+    assert.equal(first.port, again.port)
+    assert.equal(first.port, context.attachments(ctx, "abc").c1.port)
+    local ports = 0
+    for _, l in ipairs(fake.core.link.dump("n-abc")) do
+      if l.name:match("^c%-") then ports = ports + 1 end
+    end
+    assert.equal(1, ports)
+    -- Another namespace whose eth0 is not that link's peer gets a link of its own.
+    fake.core.netns.create("c2")
+    fake.core.link.veth { ns = "c2", name = "eth0", peer = "x0" }
+    local ok, err = pcall(container.attach, ctx, { net_id = "abc", netns = "c2", ip = "10.1.1.11" })
+    assert.is_false(ok)
+    assert.matches("netns 'c2': has an eth0 whose peer is no link of NR abc", err, 1, true)
+    assert.is_nil(context.attachments(ctx, "abc").c2)
+  end)
+
   it("restarts an NR whose daemon died, from its saved config", function()
     nr.apply(ctx, nr_config())
     fake.core.wg.delete { ns = "n-abc", name = "w-abc" }

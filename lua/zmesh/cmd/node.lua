@@ -61,11 +61,18 @@ return {
         want_help, i = true, i + 1
       elseif args[i] == "--config" then
         config = args[i + 1]
+        if not config then
+          io.stderr:write("zmesh node: --config needs a value\n")
+          return 2
+        end
         i = i + 2
       elseif args[i] == "--dry-run" then
         dry_run, i = true, i + 1
       elseif args[i] == "--json" then
         as_json, i = true, i + 1
+      elseif args[i]:match("^%-.") then
+        io.stderr:write("zmesh node: unknown option ", args[i], " (see zmesh node --help)\n")
+        return 2
       elseif not sub then sub, i = args[i], i + 1
       elseif not arg then arg, i = args[i], i + 1
       else
@@ -86,8 +93,12 @@ return {
       return 0
     end
     if config then require("zmesh.node.context").use_config(config) end
+    if not sub then
+      io.stderr:write("zmesh node: missing subcommand (see zmesh node --help)\n")
+      return 2
+    end
     if not target then
-      io.stderr:write("zmesh node: unknown subcommand '", tostring(sub), "' (see zmesh node --help)\n")
+      io.stderr:write("zmesh node: unknown subcommand '", sub, "' (see zmesh node --help)\n")
       return 2
     end
     local params = {}

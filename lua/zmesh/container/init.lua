@@ -33,14 +33,34 @@ local function check_netns(netns)
   end
 end
 
--- The NR end of NETNS's veth: the one recorded for it, else the first
--- candidate name that no other container of the NR has (recorded, or a
--- link of that name found in the NR).
+-- The NR end of NETNS's veth: the one recorded for it; else the one that
+-- is already the peer of NETNS's eth0 (attached before, its record lost:
+-- taken over, not made twice); else the first candidate name that no
+-- other container of the NR has (recorded, or a link of that name found
+-- in the NR).
 local function allocate_port(net_id, records, netns)
   if records[netns] then return records[netns].port end
-  local taken = {}
-  for other, rec in pairs(records) do if other ~= netns then taken[rec.port] = true end end
-  for _, l in ipairs(core.link.dump(names.nr_ns(net_id)) or {}) do taken[l.name] = true end
+  local eth0 = core.netns.exists(netns) and core.link.get(netns, names.CONTAINER_IF)
+  if eth0 and eth0.kind ~= "veth" then
+    check.conflict("netns", netns, "has an eth0 that is not a veth: not a link Zero-Mesh made")
+  end
+  local recorded, taken, links = {}, {}, {}
+  for other, rec in pairs(records) do if other ~= netns then recorded[rec.port] = true end end
+  for _, l in ipairs(core.link.dump(names.nr_ns(net_id)) or {}) do links[l.name] = l end
+  for try = 0, 99 do
+    local port = names.container_port(netns, try)
+    local l = links[port]
+    if eth0 and l and not recorded[port] and l.kind == "veth"
+        and l.link_index == eth0.index and eth0.link_index == l.index then
+      return port
+    end
+  end
+  if eth0 then
+    check.conflict("netns", netns, "has an eth0 whose peer is no link of NR " .. net_id
+      .. ": another network's, or not Zero-Mesh's")
+  end
+  for name in pairs(recorded) do taken[name] = true end
+  for name in pairs(links) do taken[name] = true end
   for try = 0, 99 do
     local port = names.container_port(netns, try)
     if not taken[port] then return port end
@@ -157,7 +177,7 @@ function container.detach(ctx, p)
   check.boolean(p, "dry_run", true)
   if p.dry_run then
     local rec = context.attachments(ctx, p.net_id)[p.netns]
-    return { net_id = p.net_id, netns = p.netns,
+    return { net_id = p.net_id, netns = p.netns, attached = rec ~= nil,
       changes = json.array(reconcile.plan(core, detach_removal(p.net_id, rec, p.netns, p.delete))) }
   end
   return lock.hold(ctx, function()

@@ -110,7 +110,8 @@ routes[#routes + 1] = { "^/v1/nrs/([^/]+)$", {
     if not net_id then return err end
     local dry = flag(r.query, "dry_run")
     return job("nr.remove", { net_id = net_id, dry_run = dry or nil }, function(res)
-      if not dry and res.removed == false then
+      -- A plan with nothing to remove is the same "no such NR" as a removal.
+      if (dry and #res.changes == 0) or (not dry and res.removed == false) then
         return api.error(404, "net_id '" .. net_id .. "': no such NR on this node", "net_id")
       end
     end)
@@ -137,7 +138,7 @@ routes[#routes + 1] = { "^/v1/nrs/([^/]+)/containers/([^/]+)$", {
     local dry = flag(r.query, "dry_run")
     return job("container.detach", { net_id = net_id, netns = netns,
       delete = flag(r.query, "delete") or nil, dry_run = dry or nil }, function(res)
-      if not dry and res.detached == false then
+      if (dry and res.attached == false and #res.changes == 0) or (not dry and res.detached == false) then
         return api.error(404, string.format("netns %s: not attached to NR %s", check.show(netns), net_id),
           "netns")
       end

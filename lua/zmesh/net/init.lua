@@ -390,15 +390,16 @@ end
 
 -- PORT ("8080/tcp", or a number and PROTO) as port, proto; raises naming FIELD.
 local function port_proto(port, proto, field)
+  local proto_field = "proto"
   if type(port) == "string" and proto == nil then
     local num, pr = port:match("^(%d+)/(%a+)$")
     if not num then validate.fail(field, port, "must be PORT/PROTO, e.g. 8080/tcp") end
-    port, proto = math.tointeger(tonumber(num)), pr:lower()
+    port, proto, proto_field = math.tointeger(tonumber(num)), pr:lower(), field
   end
   if math.type(port) ~= "integer" or port < 1 or port > 65535 then
     validate.fail(field, port, "must be a port 1..65535")
   end
-  if proto ~= "tcp" and proto ~= "udp" then validate.fail(field, proto, "must be tcp or udp") end
+  if proto ~= "tcp" and proto ~= "udp" then validate.fail(proto_field, proto, "must be tcp or udp") end
   return port, proto
 end
 

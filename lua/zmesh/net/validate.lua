@@ -160,6 +160,23 @@ function validate.facts(f, where)
   return f
 end
 
+-- Every field a network file may hold, and a node in it: a misspelt
+-- field ("exits") must not be read as its absence.
+local network_fields = { format = true, name = true, net_id = true, ip_range = true,
+  ipv6_range = true, routed_ipv6 = true, exit = true, internet_targets = true, nodes = true,
+  access = true, access_subnet = true, access_ipv6_subnet = true, expose = true, published = true }
+local node_fields = { node_id = true, facts = true, subnet = true, ipv6_subnet = true,
+  routed_ipv6_subnet = true, wireguard_listen_port = true, wireguard_public_key = true,
+  wireguard_private_key = true, sealed_to = true, aggregators = true }
+
+local function known(where, t, fields, what)
+  for k in pairs(t) do
+    if not fields[k] then
+      fail(where == "" and tostring(k) or where .. "." .. tostring(k), t[k], "is not a field of %s", what)
+    end
+  end
+end
+
 -- How many /24s of RANGE (parsed) can be NR subnets.
 function validate.capacity(range)
   local n = ip.subnet_count(range, 24)
@@ -225,6 +242,7 @@ local function check_node(n, i, range, range6, routed, seen)
     fail(where .. ".node_id", n.node_id, "must match [a-z0-9][a-z0-9_-]* (at most %d characters)", model.NODE_ID_MAX)
   end
   where = string.format("nodes[%s]", n.node_id)
+  known(where, n, node_fields, "a node")
   if seen.nodes[n.node_id] then fail(where .. ".node_id", n.node_id, "is a duplicate node") end
   seen.nodes[n.node_id] = true
   local f = validate.facts(n.facts, where .. ".facts")
@@ -366,6 +384,7 @@ end
 -- The network's own fields, without its nodes.
 function validate.header(net)
   if type(net) ~= "table" then fail("network", net, "must be a JSON object") end
+  known("", net, network_fields, "a network file")
   if net.format ~= model.FORMAT then fail("format", net.format, "is not %d, the format this zmesh reads", model.FORMAT) end
   if not model.valid_name(net.name) then
     fail("name", net.name, "must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most %d characters)", model.NAME_MAX)
