@@ -163,6 +163,21 @@ describe("node side (fake core)", function()
     assert.is_false(fake.core.netns.exists("c1"))
   end)
 
+  it("takes its containers' links to a new MTU in the same apply", function()
+    nr.apply(ctx, nr_config())
+    local res = container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    local before = fake.core.link.get("c1", "eth0").mtu
+    local plan = nr.plan(ctx, nr_config({ mtu = 1300 }))
+    local joined = table.concat(plan, "\n")
+    assert.matches(res.port, joined, 1, true)
+    assert.matches("eth0@c1", joined, 1, true)
+    nr.apply(ctx, nr_config({ mtu = 1300 }))
+    assert.is_true(before > 1300)
+    assert.equal(1300, fake.core.link.get("c1", "eth0").mtu)
+    assert.equal(1300, fake.core.link.get("n-abc", res.port).mtu)
+    assert.same({}, nr.plan(ctx, nr_config({ mtu = 1300 })))
+  end)
+
   it("takes over a container's link when its record was lost, instead of making a second", function()
     local context = require "zmesh.node.context"
     nr.apply(ctx, nr_config())
