@@ -73,7 +73,7 @@
 --                                  core.nft.apply; nothing changes on error)
 --   firewall.dump(ns, opts)     -> core.nft.dump: the table as a normalised
 --                                  description; handles and counters in .live
---   firewall.difference(dump, desc) -> nil | the first difference, one line
+--   firewall.difference(dump, desc) -> nil | each differing chain's first difference, one line
 --   firewall.counters(dump)     -> { [comment] = { packets=, bytes= } }
 --   firewall.render(desc)       -> the table in nft(8) syntax
 --   firewall.script(desc)       -> an `nft -f` script replacing the table
@@ -685,7 +685,7 @@ end
 
 -- The first place where two rule lists differ, and how: a rule missing,
 -- one not wanted, two out of order, or one changed (which field).
-local function rules_difference(kr, wr, at, family)
+local function first_rule_difference(kr, wr, at, family)
   local function text(r) return render_rule(r, family) end
   for i = 1, math.max(#kr, #wr) do
     local k, w = kr[i], wr[i]
@@ -712,27 +712,48 @@ local function rules_difference(kr, wr, at, family)
   end
 end
 
--- The first way table KERNEL (core.nft.dump) differs from WANT (validated),
--- handles and counters aside, as one line ("chains[1].rules[4] verdict:
--- kernel accept, want drop"); nil when they are the same.
+-- The first difference of a chain's rules, and how many rules differ
+-- when more than one does (a rule changed in place counts once).
+local function rules_difference(kr, wr, at, family)
+  local first = first_rule_difference(kr, wr, at, family)
+  if not first then return nil end
+  local extra, missing = 0, 0
+  for _, k in ipairs(kr) do if not index_of(wr, k) then extra = extra + 1 end end
+  for _, w in ipairs(wr) do if not index_of(kr, w) then missing = missing + 1 end end
+  local n = math.max(extra, missing)
+  if n > 1 then first = string.format("%s (%d rules of %s differ)", first, n, at) end
+  return first
+end
+
+-- How table KERNEL (core.nft.dump) differs from WANT (validated), handles
+-- and counters aside, as one line: the first difference of each chain
+-- that differs ("chains[1].rules[4] verdict: kernel accept, want drop;
+-- chains[3]: missing chain postrouting"); nil when they are the same.
 function firewall.difference(kernel, want)
   if kernel.unknown then
     return "table: kernel has what Zero-Mesh never writes (" .. kernel.unknown .. ")"
   end
   local kc, wc = kernel.chains or {}, want.chains or {}
+  local found = {}
   for i = 1, math.max(#kc, #wc) do
     local k, w = kc[i], wc[i]
     local at = string.format("chains[%d]", i)
-    if not k then return string.format("%s: missing chain %s", at, w.name) end
-    if not w then return string.format("%s: chain %s not wanted", at, k.name) end
-    for _, f in ipairs({ "name", "unknown", "type", "hook", "priority", "policy" }) do
-      if k[f] ~= w[f] then
-        return string.format("%s %s: kernel %s, want %s", at, f, brief(k[f]), brief(w[f]))
+    local d
+    if not k then
+      d = string.format("%s: missing chain %s", at, w.name)
+    elseif not w then
+      d = string.format("%s: chain %s not wanted", at, k.name)
+    else
+      for _, f in ipairs({ "name", "unknown", "type", "hook", "priority", "policy" }) do
+        if not d and k[f] ~= w[f] then
+          d = string.format("%s %s: kernel %s, want %s", at, f, brief(k[f]), brief(w[f]))
+        end
       end
+      d = d or rules_difference(k.rules or {}, w.rules or {}, at, want.family)
     end
-    local d = rules_difference(k.rules or {}, w.rules or {}, at, want.family)
-    if d then return d end
+    found[#found + 1] = d
   end
+  if #found > 0 then return table.concat(found, "; ") end
 end
 
 -- ---- policy ----

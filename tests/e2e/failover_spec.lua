@@ -66,11 +66,13 @@ local function failovers(S, id, kind)
   return n
 end
 
-local function upstream(S, id, net_id)
+local function failover_status(S, id, net_id)
   local _, st = S:api(id, "GET", "/v1/status")
   local nr = type(st) == "table" and st.nrs and st.nrs[net_id]
-  return nr and nr.failover and nr.failover.aggregator
+  return nr and nr.failover or {}
 end
+
+local function upstream(S, id, net_id) return failover_status(S, id, net_id).aggregator end
 
 describe("a mesh that heals itself", function()
   local S, fleet, net, all, order
@@ -222,6 +224,11 @@ describe("a mesh that heals itself", function()
         .. "nft add rule inet cut own ip daddr 203.0.113.200 drop"))
       assert.is_true(ok)
       times[run] = until_true(30, function() return seen_all("203.0.113.12") end, "run " .. run .. " next exit")
+      -- A hidden NR's exit is its aggregator's: its status says so.
+      until_true(10, function()
+        local f = failover_status(S, "n4", "heal1")
+        return f.exit == "n2", f
+      end, "run " .. run .. ": n4's status names the next exit")
       assert(S:exec("n1", "ndmz", "nft delete table inet cut"))
       until_true(HOLD + 20, function() return seen_all("203.0.113.11") end, "back to the first exit")
     end
@@ -229,5 +236,12 @@ describe("a mesh that heals itself", function()
       median(times), fmt(times)))
     assert.is_true(median(times) < 10, "median " .. median(times))
     assert.is_true(failovers(S, "n3", "exit") >= 3)
+    -- Counted on the hidden nodes too (there and back, each run).
+    assert.is_true(failovers(S, "n4", "exit") >= 3, "n4: " .. failovers(S, "n4", "exit"))
+    until_true(10, function()
+      local f = failover_status(S, "n4", "heal1")
+      return f.exit == "n1", f
+    end, "n4's status names the first exit again")
+    assert.matches("the Internet exit moves from n1 to n2", (S:sh("n4", "cat /run/zmesh-daemon.log")), 1, true)
   end)
 end)

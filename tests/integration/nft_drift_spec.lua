@@ -97,6 +97,15 @@ describe_root("firewall drift, changed with nft behind Zero-Mesh's back", functi
     repaired("chains[1].rules[4] verdict: kernel accept, want drop")
   end)
 
+  it("two chains changed: both named, in one line", function()
+    tamper("replace rule inet zmesh input handle " .. handle("input", 'comment "input diode"')
+      .. ' iifname "public" counter accept comment "input diode"')
+    tamper("replace rule inet zmesh forward handle " .. handle("forward", 'comment "forward diode"')
+      .. ' iifname "eth9" counter drop comment "forward diode"')
+    repaired("chains[1].rules[4] verdict: kernel accept, want drop; "
+      .. "chains[2].rules[5] match.iifname: kernel eth9, want public")
+  end)
+
   it("a match changed, comment kept", function()
     tamper("replace rule inet zmesh forward handle " .. handle("forward", 'comment "forward diode"')
       .. ' iifname "eth9" counter drop comment "forward diode"')

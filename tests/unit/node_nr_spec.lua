@@ -228,11 +228,17 @@ describe("node side (fake core)", function()
     assert.truthy(fake.core.nft.dump("ndmz"))
     -- Flushed behind our back: the next plan puts it back.
     local st = fake.core.nft.dump("n-abc")
+    local input_rules = #st.chains[1].rules
     st.chains[1].rules = {}
+    table.remove(st.chains[2].rules, 1)
     fake.core.nft.apply("n-abc", { family = "inet", table = "zmesh", chains = st.chains })
     local plan = nr.plan(ctx, nr_config())
     assert.equal(1, #plan)
     assert.matches("firewall table inet zmesh in n%-abc: chains%[1%]%.rules%[1%]: missing, want", plan[1])
+    -- Every chain that differs is named, with how many of its rules do.
+    assert.matches(string.format("(%d rules of chains[1] differ); chains[2].rules[1]: missing, want", input_rules),
+      plan[1], 1, true)
+    assert.not_matches("chains%[3%]", plan[1])
     nr.apply(ctx, nr_config())
     assert.same({}, nr.plan(ctx, nr_config()))
   end)

@@ -10,11 +10,13 @@
 -- on the far daemon. A probe's payload carries the sender's state, which
 -- the far daemon reads on its raw socket:
 --
---   zm1 id=<node> up=<aggregator in use> inet=<0|1> srv=<h,…> q=1
+--   zm1 id=<node> up=<aggregator in use> inet=<0|1> ex=<exit> srv=<h,…> q=1
 --
 -- up: a hidden NR's aggregator in use (its candidates route to it
 -- directly); inet: an exit candidate's own Internet, from pinging the
--- failover policy's targets through its node's uplink; srv: the hidden NRs
+-- failover policy's targets through its node's uplink; ex: the exit an
+-- aggregator sends the Internet to (a hidden NR's traffic goes where its
+-- aggregator sends it, so that is its exit too); srv: the hidden NRs
 -- an aggregator serves although a candidate before it answers (a hidden NR
 -- cut off from its primary alone); q=1 asks the far daemon to send its
 -- state back (a probe of its own). When a daemon is down its NR still
@@ -84,6 +86,7 @@ function failover.encode(state)
   local parts = { "zm1", "id=" .. state.id }
   if state.up then parts[#parts + 1] = "up=" .. state.up end
   if state.inet ~= nil then parts[#parts + 1] = "inet=" .. (state.inet and "1" or "0") end
+  if state.ex then parts[#parts + 1] = "ex=" .. state.ex end
   if state.q then parts[#parts + 1] = "q=1" end
   local text = table.concat(parts, " ")
   if state.srv then
@@ -102,7 +105,7 @@ function failover.decode(data)
   local s = {}
   for k, v in data:gmatch("(%a+)=(%S+)") do s[k] = v end
   if not s.id then return nil end
-  local out = { id = s.id, up = s.up, q = s.q == "1" }
+  local out = { id = s.id, up = s.up, ex = s.ex, q = s.q == "1" }
   if s.inet then out.inet = s.inet == "1" end
   if s.srv then
     out.srv = {}
@@ -165,7 +168,7 @@ function F:nr_state(id, cfg)
   if n and n.cfg_text == cfg.text then return n end
   local f = cfg.cfg.failover
   n = n or { id = id, health = {}, seq = 0, probe_id = math.random(1, 0xfffe), via = {}, served = {},
-    inet = {}, said = {}, arrived = {} }
+    inet = {}, said = {}, arrived = {}, exit_of = {} }
   n.cfg, n.cfg_text, n.f = cfg.cfg, cfg.text, f
   n.targets = paths.targets(cfg.cfg)
   -- Whose state (not only liveness) this NR's decisions need: the
@@ -216,6 +219,7 @@ function F:my_state(n, q)
   for _, e in ipairs(n.f.exits or {}) do
     if e == me then st.inet = self.inet_ok end
   end
+  if n.f.role == "public" and n.f.hidden and #n.f.hidden > 0 then st.ex = n.choice and n.choice.exit end
   if n.f.role == "public" then
     local all = n.choice and paths.served_out_of_order(n.f, n.choice, me) or {}
     -- And those that came lately: where the others may still send them
@@ -270,6 +274,7 @@ function F:receive(n)
           n.via[st.id] = st.up
         end
         if st.inet ~= nil then n.inet[st.id] = st.inet end
+        if st.ex then n.exit_of[st.id] = st.ex end
         if st.srv then
           -- A whole list replaces what that aggregator said before; a
           -- part of a long one adds to it.
@@ -320,7 +325,15 @@ function F:decide(n, t)
   if f.role == "hidden" then
     choice.upstream = pick(f.aggregators, function(a) return alive[a] ~= false end, prev.upstream)
   end
-  if f.exits and #f.exits > 0 then
+  local candidate = false
+  for _, e in ipairs(f.exits or {}) do candidate = candidate or e == me end
+  if f.role == "hidden" and not candidate and f.exits and #f.exits > 0 then
+    -- Its Internet goes where its aggregator sends it: that one's word.
+    local said = n.exit_of[choice.upstream]
+    local listed = false
+    for _, e in ipairs(f.exits) do listed = listed or e == said end
+    choice.exit = listed and said or prev.exit or f.exits[1]
+  elseif f.exits and #f.exits > 0 then
     local function exit_ok(e)
       if e == me then return self.inet_ok ~= false end
       return alive[e] ~= false and n.inet[e] ~= false
@@ -363,7 +376,11 @@ failover.restore = paths.from_stored
 function F:tick()
   local t = now()
   for _, n in pairs(self.nrs) do
-    for target, addr in pairs(n.targets) do self:send(n, addr, n.ask[target]) end
+    for target, addr in pairs(n.targets) do
+      -- A hidden NR asks its aggregator in use for its state (its exit).
+      self:send(n, addr, n.ask[target] or (n.f.role == "hidden" and n.choice ~= nil
+        and n.choice.upstream == target))
+    end
     for h, addr in pairs(n.watched) do
       if t - n.health[h].last > self.s.interval * 1.5 then self:send(n, addr, false) end
     end
@@ -371,18 +388,22 @@ function F:tick()
     local sig = signature(n.cfg, choice)
     local prev = n.choice
     n.choice = choice
-    if sig ~= n.applied and not n.pending then
-      local kinds = {}
-      if prev and prev.upstream ~= choice.upstream then
-        kinds[#kinds + 1] = "aggregator"
-        self.d:log("failover: NR %s: traffic moves from aggregator %s to %s", n.id, tostring(prev.upstream),
-          tostring(choice.upstream))
-      end
-      if prev and prev.exit ~= choice.exit then
-        kinds[#kinds + 1] = "exit"
-        self.d:log("failover: NR %s: the Internet exit moves from %s to %s", n.id, tostring(prev.exit),
-          tostring(choice.exit))
-      end
+    local kinds = {}
+    if prev and prev.upstream ~= choice.upstream then
+      kinds[#kinds + 1] = "aggregator"
+      self.d:log("failover: NR %s: traffic moves from aggregator %s to %s", n.id, tostring(prev.upstream),
+        tostring(choice.upstream))
+    end
+    if prev and prev.exit ~= choice.exit then
+      kinds[#kinds + 1] = "exit"
+      self.d:log("failover: NR %s: the Internet exit moves from %s to %s", n.id, tostring(prev.exit),
+        tostring(choice.exit))
+    end
+    if sig == n.applied or n.pending then
+      -- A move with nothing of this node's to change (a hidden NR's exit
+      -- is its aggregator's doing), or seen while a job runs: counted now.
+      for _, k in ipairs(kinds) do self.d.metrics:add("zmesh_failovers_total", { net_id = n.id, kind = k }) end
+    else
       if prev and #kinds == 0 then kinds[1] = "route" end
       n.pending = true
       self.d:enqueue({ entry = "nr.failover", params = { net_id = n.id, choice = stored(choice) },
