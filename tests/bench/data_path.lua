@@ -253,7 +253,7 @@ local function run()
     tostring(agg)))
   print("wireguard-go daemons (sid: session; cg: cpu cgroup; udp: port, socket buffers in bytes):")
   print(daemons(m, z))
-  local setups = {}
+  local setups, lost = {}, {}
   for _, name in ipairs(ORDER) do
     local p = paths[name]
     setups[name] = function(round)
@@ -263,8 +263,13 @@ local function run()
         bps = iperf(p.server, p.client, p.addr)
       end
       local r = ping(p.client, p.addr, ("-c %d -i 0.002 -W 2"):format(PINGS))
-      assert(r.received == PINGS, name .. ": ping lost packets: " .. r.out:sub(-300))
-      io.stderr:write(("  round %d %-6s %7.0f Mbit/s  %.3f ms\n"):format(round, name, bps / 1e6, r.median))
+      -- A path that answers at all has its round trip measured; a lost
+      -- probe (one in 200 through two NATs on a loaded machine) is
+      -- reported with the figures, not a reason to stop the bench.
+      assert(r.median, name .. ": no ping answered: " .. r.out:sub(-300))
+      lost[name] = (lost[name] or 0) + (PINGS - r.received)
+      io.stderr:write(("  round %d %-6s %7.0f Mbit/s  %.3f ms%s\n"):format(round, name, bps / 1e6, r.median,
+        r.received < PINGS and string.format("  (%d of %d pings lost)", PINGS - r.received, PINGS) or ""))
       return { bps = bps, rtt = r.median }
     end
   end
@@ -285,9 +290,10 @@ local function run()
   for _, name in ipairs(ORDER) do
     print(("  %-6s %s"):format(name, stats.show(res[name].bps, 1e-6, "Mbit/s", "%.0f")))
   end
-  print("round trip (each round: the median ping), median (min–max):")
+  print("round trip (each round: the median ping), median (min–max); pings lost over all rounds:")
   for _, name in ipairs(ORDER) do
-    print(("  %-6s %s"):format(name, stats.show(res[name].rtt, 1, "ms", "%.3f")))
+    print(("  %-6s %s  lost %d of %d"):format(name, stats.show(res[name].rtt, 1, "ms", "%.3f"), lost[name] or 0,
+      PINGS * ROUNDS))
   end
   print("ratios, per round, median (min–max):")
   local pub, pub_m = show_ratio(ratios(res.public.bps, res.hand.bps))
