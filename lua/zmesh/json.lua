@@ -95,21 +95,34 @@ end
 -- SENTINEL, so an empty table is an object). lua-cjson 2.1 also gives
 -- every number as a float under Lua 5.4 (51820.0): whole numbers become
 -- integers again, as the JSON text meant them.
-local function finish(v, sentinel)
-  if type(v) == "table" then
-    if v[1] ~= nil then
-      if v[1] == sentinel and v[2] == nil then
-        v[1] = nil
-      else
-        for i = 1, #v do v[i] = finish(v[i], sentinel) end
+local finish
+
+-- One member X of a decoded table, finished (strings, the most of a
+-- network file, pass without a call).
+local function member(x, sentinel)
+  local t = type(x)
+  if t == "table" then return finish(x, sentinel) end
+  if t == "number" and math.type(x) == "float" then return math.tointeger(x) or x end
+  return x
+end
+
+function finish(v, sentinel)
+  if type(v) ~= "table" then return member(v, sentinel) end
+  if v[1] ~= nil then
+    if v[1] == sentinel and v[2] == nil then
+      v[1] = nil
+    else
+      for i = 1, #v do
+        local x = v[i]
+        if type(x) ~= "string" then v[i] = member(x, sentinel) end
       end
-      return setmetatable(v, array_mt)
     end
-    for k, x in pairs(v) do v[k] = finish(x, sentinel) end
-    return setmetatable(v, object_mt)
+    return setmetatable(v, array_mt)
   end
-  if math.type(v) == "float" then return math.tointeger(v) or v end
-  return v
+  for k, x in pairs(v) do
+    if type(x) ~= "string" then v[k] = member(x, sentinel) end
+  end
+  return setmetatable(v, object_mt)
 end
 
 -- Parse TEXT; returns value or nil, "invalid JSON: …". Arrays and

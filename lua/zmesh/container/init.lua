@@ -102,9 +102,8 @@ function container.attach(ctx, p)
   end
   return lock.hold(ctx, function()
     -- One namespace has one eth0: attached to another NR, it is that one's.
-    for _, file in ipairs(core.fs.list(ctx.containers_dir) or {}) do
-      local other_nr = file:match("^([a-z0-9]+)%.json$")
-      if other_nr and other_nr ~= cfg.net_id and context.attachments(ctx, other_nr)[p.netns] then
+    for other_nr, attached in pairs(context.attached_sets(ctx)) do
+      if other_nr ~= cfg.net_id and attached[p.netns] then
         check.conflict("netns", p.netns, "is attached to NR " .. other_nr .. ": detach it there first")
       end
     end

@@ -128,6 +128,12 @@ end
 -- The port (the NR end of the container's veth) is allocated once and
 -- recorded, so that two containers never share one and a detach only
 -- ever touches its own.
+-- The container namespaces recorded for every NR: net_id → {netns →
+-- true}; read-only, no copy (the check of every attach reads them all).
+function context.attached_sets(ctx)
+  return store.read_all(ctx.containers_dir, "containers", ctx.problems, store.KEYS)
+end
+
 function context.attachments(ctx, net_id)
   return store.read(context.attachments_file(ctx, net_id), "containers", ctx.problems) or {}
 end

@@ -51,13 +51,26 @@ local cache = {}
 -- Callers may change what they get without changing the cache.
 local copy = json.copy
 
--- FIELD: only data[FIELD] (a scalar) is wanted, and no copy is made.
+-- As read_all's FIELD: the data's keys, a set ({key → true}), no copy.
+store.KEYS = {}
+
+-- What FIELD wants of DATA (no copy): data[FIELD] (a scalar) or false,
+-- or with store.KEYS the set of its keys.
+local function part(data, field)
+  if field == store.KEYS then
+    local set = {}
+    for k in pairs(data) do set[k] = true end
+    return set
+  end
+  return data[field] ~= nil and data[field] or false
+end
+
 local function cached_decode(path, kind, field)
   local st = core.fs.stat(path)
   local hit = cache[path]
   if st and st.mtime_ns and hit and hit.ino == st.ino and hit.mtime_ns == st.mtime_ns
       and hit.size == st.size and hit.kind == kind then
-    if field then return hit.data[field] ~= nil and hit.data[field] or false end
+    if field then return part(hit.data, field) end
     return copy(hit.data)
   end
   cache[path] = nil
@@ -65,12 +78,12 @@ local function cached_decode(path, kind, field)
   if data and st and st.mtime_ns then
     cache[path] = { ino = st.ino, mtime_ns = st.mtime_ns, size = st.size, kind = kind, data = copy(data) }
   end
-  if data and field then return data[field] ~= nil and data[field] or false end
+  if data and field then return part(data, field) end
   return data, why
 end
 
 -- Every <id>.json of KIND in DIR: {id → data}, or with FIELD {id →
--- data[FIELD] or false}. PROBLEMS (a list) gets a line for each file set
+-- data[FIELD] or false} (store.KEYS: {id → set of data's keys}). PROBLEMS (a list) gets a line for each file set
 -- aside.
 function store.read_all(dir, kind, problems, field)
   local out = {}

@@ -131,8 +131,12 @@ function inventory.read(core, desired, opts)
       local sock = names.wg_socket(r.name)
       inv.files[sock] = file_type(core, sock)
       -- A daemon an interrupted create left still starting has no socket.
+      -- Its TUN is made in the link's namespace before it starts: with no
+      -- such namespace there is none to find for a create (a scan of
+      -- every process, which grows with the node's NRs).
       local birth = r.birth_ns or r.ns
-      if not inv.daemon[r.name] and (birth == HOST or inv.netns[birth]) then
+      local could = r.absent or r.ns == HOST or inv.netns[r.ns]
+      if not inv.daemon[r.name] and could and (birth == HOST or inv.netns[birth]) then
         local pids = core.wg.strays { birth_ns = core_ns(birth), name = r.name }
         inv.strays[r.name] = pids and #pids > 0 and pids or nil
       end
