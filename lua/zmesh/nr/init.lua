@@ -4,7 +4,6 @@ local check = require "zmesh.check"
 local context = require "zmesh.node.context"
 local core = require "zmesh.core"
 local desired = require "zmesh.nr.desired"
-local ip = require "zmesh.ip"
 local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
@@ -62,30 +61,21 @@ local function prepare(ctx, cfg)
   }
 end
 
--- The desired state of NR CFG's attached containers (those whose
--- namespace is there), as container.attach has it: an NR whose MTU or
--- prefixes change takes its containers' links along in the same apply.
-local function attached_containers(ctx, cfg, node_uplink)
+-- The NR ends of its attached containers' links, at the NR's MTU: an NR
+-- whose MTU changes takes them (and their other ends, eth0 in each
+-- container) along in the same apply. Only what the NR's namespace shows
+-- is read; a link that is not there is container.attach's to make.
+local function container_ports(ctx, cfg, node_uplink)
   local records = context.attachments(ctx, cfg.net_id)
   local list = {}
   for netns in pairs(records) do list[#list + 1] = netns end
   table.sort(list)
-  local subnet = ip.parse_cidr(cfg.subnet)
-  local subnet6 = cfg.ipv6_subnet and ip.parse_cidr(cfg.ipv6_subnet)
-  local function fits(rec)
-    local a, a6 = ip.parse_addr(rec.ip or ""), rec.ip6 and ip.parse_addr(rec.ip6)
-    return a and ip.contains(subnet, a) and (not rec.ip6 or (subnet6 and a6 and ip.contains(subnet6, a6)))
-  end
+  local mtu = desired.mtu(cfg, node_uplink)
   local want = {}
   for _, netns in ipairs(list) do
-    local rec = records[netns]
-    -- A container left outside a re-addressed NR is its owner's to move.
-    if fits(rec) and core.netns.exists(netns) then
-      for _, r in ipairs(desired.container(cfg, { netns = netns, ip = rec.ip, ip6 = rec.ip6,
-          port = rec.port, uplink = node_uplink })) do
-        want[#want + 1] = r
-      end
-    end
+    want[#want + 1] = { kind = "link", ns = names.nr_ns(cfg.net_id), name = records[netns].port,
+      type = "existing", optional = true, keep_addrs = true, mtu = mtu,
+      peer_link = { ns = netns, name = names.CONTAINER_IF } }
   end
   return want
 end
@@ -98,7 +88,7 @@ local function desired_of(ctx, raw, cfg)
   cfg = paths.resolve(cfg, paths.from_stored(context.choice(ctx, cfg.net_id)))
   local prep = prepare(ctx, cfg)
   local want = desired.nr(cfg, prep)
-  for _, r in ipairs(attached_containers(ctx, cfg, prep.uplink)) do want[#want + 1] = r end
+  for _, r in ipairs(container_ports(ctx, cfg, prep.uplink)) do want[#want + 1] = r end
   return cfg, want, { own_routes = desired.nr_owned_routes(cfg) }, prep
 end
 
