@@ -69,6 +69,12 @@ end
 
 local show = check.show
 
+-- TEXT (a message) with every key-shaped run replaced: for what the
+-- commands print as they got it (a file name, an argument).
+function check.redact(text)
+  return (tostring(text):gsub(KEY, "(a key, not shown)"))
+end
+
 -- The last failure raised here: {kind, field, message}. Messages stay
 -- plain strings everywhere; the daemon reads this to answer 400, 404 or
 -- 409 with the field (kind "input", "not_found" or "conflict").

@@ -51,7 +51,7 @@ function cli.main(args)
   if name == "--version" then name = "version" end
   local cmd = load_command(name)
   if not cmd then
-    io.stderr:write("zmesh: unknown command '", name, "' (see zmesh --help)\n")
+    io.stderr:write("zmesh: unknown command '", require("zmesh.check").redact(name), "' (see zmesh --help)\n")
     return 2
   end
   local rest = table.move(args, 2, #args, 1, {})

@@ -71,6 +71,17 @@ describe("zmesh", function()
     end
   end)
 
+  it("never prints a key-shaped argument back, wherever it was given", function()
+    local key = "AF4I22dAcPPsBmL3CG0OMJguEiZiVzWoJHM6u+TzV1U="
+    for _, args in ipairs({ key, "node " .. key, "net show " .. key, "call " .. key, "run " .. key,
+        "net graph examples/net-demo.json --status " .. key, "net render examples/net-demo.json " .. key }) do
+      local code, _, err = run(args)
+      assert.is_true(code ~= 0, args)
+      assert.not_matches(key, err, 1, true)
+      assert.matches("(a key, not shown)", err, 1, true)
+    end
+  end)
+
   it("refuses an unknown command with status 2", function()
     local code, out, err = run("frobnicate")
     assert.equal(2, code)

@@ -201,7 +201,7 @@ describe("net API", function()
       local n = build.network(net, { "pub4", "hid4" }, fake)
       assert.has_error(function() net.add_access(n, "x", { via = "n2" }) end, "via: 'n2' is not a public node of network t")
       assert.has_error(function() net.add_access(n, "x", { via = "n9" }) end, "via: 'n9' is not a public node of network t")
-      assert.has_error(function() net.add_access(n, "bad name") end, "name: 'bad name' must match [A-Za-z0-9][A-Za-z0-9_.-]*")
+      assert.has_error(function() net.add_access(n, "bad name") end, "name: 'bad name' must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most 64 characters)")
       n = net.add_access(n, "x")
       assert.has_error(function() net.add_access(n, "x") end, "name: 'x' is already a device of network t")
       assert.has_error(function() net.add_access(build.network(net, { "pub4", "pub4" }, fake, { ip_range = "10.1.0.0/23" }), "y") end,

@@ -147,9 +147,21 @@ describe("net topology", function()
     local n = build.network(net, { "pub4" }, fake)
     local f = build.facts("n2", "hid46", fake)
     f.addresses = { "2001:db8:9::2/64" } -- IPv6 only
-    n = net.add_node(n, f)
-    assert.has_error(function() net.render(n, "n1") end,
+    -- add-node refuses it: the network rendered before.
+    local before = net.encode(n)
+    assert.has_error(function() net.add_node(n, f) end,
+      "nodes[n2]: public node n2 cannot reach public node n1 (no address family in common); "
+      .. "set force_role \"hidden\" on one of them, or public_endpoints")
+    assert.equal(before, net.encode(n))
+    -- A file made so anyway does not render.
+    local ok = net.add_node(n, build.facts("n2", "hid46", fake))
+    ok.nodes[2].facts.addresses = { "2001:db8:9::2/64" }
+    assert.has_error(function() net.render(ok, "n1") end,
       "nodes[n1]: public node n1 cannot reach public node n2 (no address family in common); "
+      .. "set force_role \"hidden\" on one of them, or public_endpoints")
+    -- An update that would leave two public nodes apart is refused too.
+    assert.has_error(function() net.add_node(net.add_node(n, build.facts("n2", "hid46", fake)), f, { update = true }) end,
+      "nodes[n2]: public node n2 cannot reach public node n1 (no address family in common); "
       .. "set force_role \"hidden\" on one of them, or public_endpoints")
   end)
 

@@ -3,7 +3,7 @@ local entry = require "zmesh.entry"
 local json = require "zmesh.json"
 
 local function fail(status, msg)
-  io.stderr:write("zmesh call: ", msg, "\n")
+  io.stderr:write("zmesh call: ", require("zmesh.check").redact(msg), "\n")
   return status
 end
 

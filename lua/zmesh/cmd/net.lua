@@ -1,6 +1,7 @@
 -- `zmesh net`: the network tool on the command line. Each subcommand
 -- builds the parameters of the matching net.* entry point, calls it, and
 -- prints its result for people (JSON where a program reads it).
+local check = require "zmesh.check"
 local entries = require "zmesh.net.entries"
 local json = require "zmesh.json"
 local net = require "zmesh.net"
@@ -417,7 +418,7 @@ local function find(name)
 end
 
 local function usage_error(msg)
-  io.stderr:write("zmesh net: ", msg, "\n")
+  io.stderr:write("zmesh net: ", check.redact(msg), "\n")
   return 2
 end
 
@@ -504,18 +505,22 @@ local function run(args)
   if s.params then s.params(p) end
   if p.facts_file == "-" then
     local facts, perr = json.read(io.stdin, "standard input")
-    if facts == nil then return usage_error("facts on standard input: " .. perr) end
+    if facts == nil then
+      -- Bad facts are the input's fault, as from a file: status 1.
+      io.stderr:write("zmesh net ", s.name, ": facts_file: ", check.redact(perr), "\n")
+      return 1
+    end
     p.facts, p.facts_file = facts, nil
   end
   if p.port then
-    p.port = tonumber(p.port)
-    if not p.port then return usage_error("--port needs a number") end
+    p.port = tostring(p.port):match("^%d+$") and tonumber(p.port)
+    if not p.port then return usage_error("--port needs a number (decimal)") end
   end
   local show_json = p.json
   p.json = nil
   local ok, result = pcall(s.call or entries[s.name], p)
   if not ok then
-    io.stderr:write("zmesh net ", s.name, ": ", tostring(result), "\n")
+    io.stderr:write("zmesh net ", s.name, ": ", check.redact(result), "\n")
     return 1
   end
   local code = s.print(result, { json = show_json })

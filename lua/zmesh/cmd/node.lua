@@ -1,5 +1,6 @@
 -- `zmesh node …`: the node side from a shell, over the same entry points
 -- that provisioning calls.
+local check = require "zmesh.check"
 local client = require "zmesh.daemon.client"
 local json = require "zmesh.json"
 
@@ -76,7 +77,7 @@ return {
       elseif not sub then sub, i = args[i], i + 1
       elseif not arg then arg, i = args[i], i + 1
       else
-        io.stderr:write("zmesh node: unexpected argument '", args[i], "'\n")
+        io.stderr:write("zmesh node: unexpected argument '", check.redact(args[i]), "'\n")
         return 2
       end
     end
@@ -98,7 +99,7 @@ return {
       return 2
     end
     if not target then
-      io.stderr:write("zmesh node: unknown subcommand '", sub, "' (see zmesh node --help)\n")
+      io.stderr:write("zmesh node: unknown subcommand '", check.redact(sub), "' (see zmesh node --help)\n")
       return 2
     end
     local params = {}
@@ -110,7 +111,7 @@ return {
       local err
       params, err = read_file(arg)
       if not params then
-        io.stderr:write("zmesh node ", sub, ": ", tostring(err), "\n")
+        io.stderr:write("zmesh node ", sub, ": ", check.redact(err), "\n")
         return 2
       end
     elseif sub == "remove" or (sub == "check" and arg) then
@@ -125,7 +126,7 @@ return {
     end
     local ok, result = client.call(target, params, mode)
     if not ok then
-      io.stderr:write("zmesh node ", sub, ": ", result, "\n")
+      io.stderr:write("zmesh node ", sub, ": ", check.redact(result), "\n")
       return 1
     end
     if sub == "check" and not as_json then

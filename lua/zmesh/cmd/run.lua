@@ -16,14 +16,14 @@ work as in the REPL; the arguments after FILE are in the global `arg`
     end
     local chunk, err = loadfile(file, "t")
     if not chunk then
-      io.stderr:write("zmesh run: ", err, "\n")
+      io.stderr:write("zmesh run: ", require("zmesh.check").redact(err), "\n")
       return 2
     end
     local script_args = table.move(args, 2, #args, 1, {})
     _G.arg = table.move(args, 1, #args, 0, {})
     local ok, result = xpcall(chunk, debug.traceback, table.unpack(script_args))
     if not ok then
-      io.stderr:write("zmesh run: ", tostring(result), "\n")
+      io.stderr:write("zmesh run: ", require("zmesh.check").redact(result), "\n")
       return 1
     end
     return math.type(result) == "integer" and result or 0

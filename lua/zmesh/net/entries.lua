@@ -195,6 +195,35 @@ entries.render = function(p)
   return net.render(n, text("node", p.node), opts)
 end
 
+-- A node check report (`zmesh node check --json`): a list of NR
+-- reports, each {net_id, node_id, peers = {id → {reachable, peer,
+-- handshake_age, rx_bytes, tx_bytes, …}}}; raises naming the first part
+-- that is not so (WHERE: the report's field, status[i]).
+local function check_report(r, where)
+  if json.kind(r) == "object" or (next(r) ~= nil and r[1] == nil) then
+    validate.fail(where, r, "is not a node check report (a list of NR reports, from zmesh node check --json)")
+  end
+  local types = { peer = "string", reachable = "boolean", handshake_age = "number", rx_bytes = "number",
+    tx_bytes = "number" }
+  for j, nr in ipairs(r) do
+    local at = string.format("%s[%d]", where, j)
+    if type(nr) ~= "table" or json.kind(nr) == "array" then validate.fail(at, nr, "must be an NR report (an object)") end
+    for _, k in ipairs({ "net_id", "node_id" }) do
+      if type(nr[k]) ~= "string" then validate.fail(at .. "." .. k, nr[k], "must be a string") end
+    end
+    if nr.peers ~= nil and (type(nr.peers) ~= "table" or json.kind(nr.peers) == "array") then
+      validate.fail(at .. ".peers", nr.peers, "must be an object of peers by node id")
+    end
+    for id, p in pairs(nr.peers or {}) do
+      local pat = at .. ".peers." .. tostring(id)
+      if type(p) ~= "table" or json.kind(p) == "array" then validate.fail(pat, p, "must be an object") end
+      for k, want in pairs(types) do
+        if p[k] ~= nil and type(p[k]) ~= want then validate.fail(pat .. "." .. k, p[k], "must be a %s", want) end
+      end
+    end
+  end
+end
+
 -- {file, status = [files]}: with status, the live graph from node check
 -- reports (`zmesh node check --json` on each node).
 entries.graph = function(p)
@@ -207,6 +236,7 @@ entries.graph = function(p)
     for i, f in ipairs(files) do
       local r, err = json.read_file(text(string.format("status[%d]", i), f))
       if type(r) ~= "table" then validate.fail(string.format("status[%d]", i), f, tostring(err or "not a report")) end
+      check_report(r, string.format("status[%d]", i))
       reports[i] = r
     end
     return { dot = require("zmesh.net.graph").live(n, reports) }

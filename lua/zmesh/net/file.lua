@@ -53,12 +53,13 @@ function file.save(net, path, opts)
   local text = file.encode(net)
   local tmp = string.format("%s.tmp%d", path, math.random(100000, 999999))
   local f, err = io.open(tmp, "w")
-  if not f then error("file: " .. err, 0) end
+  -- Named by the user's path: the temporary is ours.
+  if not f then error("file: " .. path .. ": " .. tostring(err):gsub("^.-: ", ""), 0) end
   local ok, werr = f:write(text)
   local cok, cerr = f:close()
   if not ok or not cok then
     os.remove(tmp)
-    error("file: writing " .. tmp .. ": " .. tostring(werr or cerr), 0)
+    error("file: writing " .. path .. ": " .. tostring(werr or cerr), 0)
   end
   local rok, rerr = os.rename(tmp, path)
   if not rok then

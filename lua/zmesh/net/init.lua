@@ -208,7 +208,8 @@ local function clean_facts(facts)
   if type(facts) ~= "table" then return facts end
   local f = model.copy(facts)
   for _, k in ipairs({ "addresses", "public_endpoints" }) do
-    if type(f[k]) == "table" then f[k] = table.move(f[k], 1, #f[k], 1, {}) end
+    -- An object stays one: validation refuses it, not reads it as [].
+    if type(f[k]) == "table" and json.kind(f[k]) ~= "object" then f[k] = table.move(f[k], 1, #f[k], 1, {}) end
   end
   return f
 end
@@ -263,7 +264,13 @@ function net.add_node(n, facts, opts)
   validate.network(out)
   local after = remember(out, set)
   -- A new node may join a network still being built (no public node yet).
-  if old or #before.public > 0 then keep_renderable(before, after) end
+  if old or #before.public > 0 then
+    keep_renderable(before, after)
+    -- Public NRs form a full mesh: the node must reach every other public
+    -- one and be reached (unless that was broken already).
+    local why = not before.problem and topology.public_unreachable(after, f.node_id)
+    if why and not (old and topology.public_unreachable(before, f.node_id)) then error(why, 0) end
+  end
   return out, node, changes
 end
 
@@ -467,7 +474,7 @@ function net.add_access(n, name, opts)
   opts = opts or {}
   local set = policy_set(opts)
   local t = net.topology(n, { policies = set })
-  if not model.valid_name(name) then validate.fail("name", name, "must match [A-Za-z0-9][A-Za-z0-9_.-]*") end
+  if not model.valid_name(name) then validate.fail("name", name, "must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most %d characters)", model.NAME_MAX) end
   if model.find_access(n, name) then validate.fail("name", name, "is already a device of network %s", n.name) end
   local id = "access:" .. name
   t.device_facts[id] = { node_id = id, addresses = {} }

@@ -26,7 +26,7 @@ end
 function render.node(t, id)
   local n = t.node[id]
   if not n then
-    error(string.format("node: '%s' is not a node of network %s", tostring(id), t.net.name), 0)
+    error(string.format("node: %s is not a node of network %s", require("zmesh.check").show(id), t.net.name), 0)
   end
   local net = t.net
   local peers = topology.peers(t, id)

@@ -395,6 +395,23 @@ end
 
 local function by_node_id(a, b) return a.node_id < b.node_id end
 
+local function unreachable(x, p)
+  return string.format("nodes[%s]: public node %s cannot reach public node %s (no address family in common); "
+    .. "set force_role \"hidden\" on one of them, or public_endpoints", x, x, p)
+end
+
+-- Why public node X and another public node cannot peer (the first such
+-- pair, either way round), or nil: public NRs form a full mesh.
+function topology.public_unreachable(t, x)
+  if t.role[x] ~= "public" then return nil end
+  for _, p in ipairs(t.public) do
+    if p ~= x then
+      if not topology.dial(t, x, p) then return unreachable(x, p) end
+      if not topology.dial(t, p, x) then return unreachable(p, x) end
+    end
+  end
+end
+
 -- The peers of a public NR: every other public NR (carrying what it
 -- serves), and the hidden NRs and devices it serves itself; in id order.
 local function public_peers(t, x, exit_hop)
@@ -404,10 +421,7 @@ local function public_peers(t, x, exit_hop)
     if p ~= x then
       local a = dial(t, x, p)
       local ep = a and endpoint_at(t, p, a)
-      if not ep then
-        error(string.format("nodes[%s]: public node %s cannot reach public node %s (no address family in common); "
-          .. "set force_role \"hidden\" on one of them, or public_endpoints", x, x, p), 0)
-      end
+      if not ep then error(unreachable(x, p), 0) end
       out[#out + 1] = shared_peer(t, p, via_public(t, p, exit_hop == p), ep)
     end
   end

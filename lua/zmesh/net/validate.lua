@@ -94,7 +94,7 @@ local function integer(field, value, lo, hi)
 end
 
 local function string_list(field, value)
-  if type(value) ~= "table" or (next(value) ~= nil and value[1] == nil) then
+  if type(value) ~= "table" or (next(value) ~= nil and value[1] == nil) or json_kind(value) == "object" then
     fail(field, value, "must be a list of strings")
   end
   for i, s in ipairs(value) do
@@ -121,7 +121,9 @@ local facts_fields = { node_id = true, public_key = true, addresses = true,
 -- Node facts as the node publishes them. WHERE prefixes field names.
 function validate.facts(f, where)
   where = where or "facts"
-  if type(f) ~= "table" then fail(where, f, "must be an object of node facts") end
+  if type(f) ~= "table" or json_kind(f) == "array" or f[1] ~= nil then
+    fail(where, f, "must be an object of node facts")
+  end
   for k in pairs(f) do
     if not facts_fields[k] then fail(where .. "." .. tostring(k), f[k], "is not a node fact") end
   end
@@ -140,7 +142,14 @@ function validate.facts(f, where)
     unusable(string.format("%s.addresses[%d]", where, i), s, a, "an uplink address")
   end
   local lp = f.listen_ports
-  if type(lp) ~= "table" then fail(where .. ".listen_ports", lp, "must be {\"min\": port, \"max\": port}") end
+  if type(lp) ~= "table" or json_kind(lp) == "array" or lp[1] ~= nil then
+    fail(where .. ".listen_ports", lp, "must be {\"min\": port, \"max\": port}")
+  end
+  for k in pairs(lp) do
+    if k ~= "min" and k ~= "max" then
+      fail(where .. ".listen_ports." .. tostring(k), lp[k], "is not a field of listen_ports (min, max)")
+    end
+  end
   integer(where .. ".listen_ports.min", lp.min, 1, 65535)
   integer(where .. ".listen_ports.max", lp.max, 1, 65535)
   if lp.max < lp.min then fail(where .. ".listen_ports", lp, "has max below min") end
@@ -303,7 +312,7 @@ end
 
 local function check_access(net, range, range6, seen)
   if net.access == nil then return end
-  if type(net.access) ~= "table" then fail("access", net.access, "must be a list") end
+  if type(net.access) ~= "table" or json_kind(net.access) == "object" then fail("access", net.access, "must be a list") end
   if #net.access == 0 then return end
   local sub = check_subnet("access_subnet", net.access_subnet, range, seen.v4)
   local sub6 = check_subnet6("access_ipv6_subnet", net.access_ipv6_subnet, range6, seen.v6)
@@ -311,7 +320,7 @@ local function check_access(net, range, range6, seen)
   for i, a in ipairs(net.access) do
     local where = string.format("access[%d]", i)
     if type(a) ~= "table" then fail(where, a, "must be an object") end
-    if not model.valid_name(a.name) then fail(where .. ".name", a.name, "must match [A-Za-z0-9][A-Za-z0-9_.-]*") end
+    if not model.valid_name(a.name) then fail(where .. ".name", a.name, "must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most %d characters)", model.NAME_MAX) end
     where = string.format("access[%s]", a.name)
     if names[a.name] then fail(where .. ".name", a.name, "is a duplicate device") end
     names[a.name] = true
