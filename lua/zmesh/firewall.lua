@@ -658,10 +658,12 @@ local function brief(v)
   return table.concat(parts, ",")
 end
 
+-- What a rule does first, then what it matches, then the rest: the
+-- first difference named is the one that matters most.
 local rule_keys = {}
+for _, k in ipairs({ "verdict", "jump", "goto", "masquerade", "snat", "dnat" }) do rule_keys[#rule_keys + 1] = k end
 for _, k in ipairs(firewall.names.match) do rule_keys[#rule_keys + 1] = "match." .. k end
-for _, k in ipairs({ "counter", "verdict", "jump", "goto", "masquerade", "snat", "dnat",
-  "tcp_mss", "comment" }) do rule_keys[#rule_keys + 1] = k end
+for _, k in ipairs({ "counter", "tcp_mss", "comment" }) do rule_keys[#rule_keys + 1] = k end
 
 local function field(r, key)
   local m = key:match("^match%.(.*)$")
@@ -671,12 +673,19 @@ end
 
 -- How two rules of the same place differ: "verdict: kernel accept, want drop".
 local function rule_difference(k, w)
+  local first, others = nil, {}
   for _, key in ipairs(rule_keys) do
     local a, b = field(k, key), field(w, key)
     if not same(a, b) then
-      return string.format("%s: kernel %s, want %s", key, brief(a), brief(b))
+      if first then
+        others[#others + 1] = key
+      else
+        first = string.format("%s: kernel %s, want %s", key, brief(a), brief(b))
+      end
     end
   end
+  if first and #others > 0 then first = first .. " (also differs: " .. table.concat(others, ", ") .. ")" end
+  return first
 end
 
 local function index_of(rules, r)

@@ -173,6 +173,15 @@ describe("zmesh daemon", function()
       (S:sh("n1", "cat /run/zmesh-daemon.log")))
     S.nodes.n1.config.reconcile_interval = good
     S:write_config("n1")
+    -- A queued change's answer names its job; a read's never does.
+    local function headers(args)
+      return (S:sh("n1", "curl -s -S -o /dev/null -D - --unix-socket /run/zmesh/zmesh.sock " .. args))
+    end
+    assert.matches("X%-Zmesh%-Job: %d+", headers("-X PUT -H 'Content-Type: application/json' "
+      .. "--data-binary @/run/curl.in http://zmesh/v1/nrs/api1"))
+    for _, path in ipairs({ "/v1/status", "/v1/node", "/v1/nrs", "/v1/call" }) do
+      assert.not_matches("X%-Zmesh%-Job", headers("http://zmesh" .. path), path)
+    end
     -- DELETE: its plan, then the removal.
     status, res = S:api("n1", "DELETE", "/v1/nrs/api1?dry_run=1")
     assert.equal(200, status)

@@ -97,6 +97,12 @@ describe_root("firewall drift, changed with nft behind Zero-Mesh's back", functi
     repaired("chains[1].rules[4] verdict: kernel accept, want drop")
   end)
 
+  it("the README's example: the diode's drop made accept, counter dropped too", function()
+    tamper("replace rule inet zmesh input handle " .. handle("input", 'comment "input diode"')
+      .. ' iifname "public" accept comment "input diode"')
+    repaired("chains[1].rules[4] verdict: kernel accept, want drop (also differs: counter)")
+  end)
+
   it("two chains changed: both named, in one line", function()
     tamper("replace rule inet zmesh input handle " .. handle("input", 'comment "input diode"')
       .. ' iifname "public" counter accept comment "input diode"')

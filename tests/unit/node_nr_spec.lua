@@ -178,6 +178,20 @@ describe("node side (fake core)", function()
     assert.same({}, nr.plan(ctx, nr_config({ mtu = 1300 })))
   end)
 
+  it("refuses to move an NR's subnet away from an attached container, changing nothing", function()
+    nr.apply(ctx, nr_config())
+    container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", create = true })
+    fake.reset_calls()
+    for _, fn in ipairs({ nr.apply, nr.plan }) do
+      local ok, err = pcall(fn, ctx, nr_config({ subnet = "10.1.3.0/24", mesh_address = "100.64.1.3/16" }))
+      assert.is_false(ok)
+      assert.matches("subnet '10.1.3.0/24': container c1 is attached at 10.1.1.10, outside it", err, 1, true)
+    end
+    assert.same({}, fake.calls)
+    container.detach(ctx, { net_id = "abc", netns = "c1" })
+    assert.truthy(nr.apply(ctx, nr_config({ subnet = "10.1.3.0/24", mesh_address = "100.64.1.3/16" })))
+  end)
+
   it("takes over a container's link when its record was lost, instead of making a second", function()
     local context = require "zmesh.node.context"
     nr.apply(ctx, nr_config())
@@ -216,6 +230,14 @@ describe("node side (fake core)", function()
     assert.is_true(res.ndmz_removed)
     assert.same({}, fake.core.netns.list())
     assert.same({}, nr.list(ctx))
+    -- Stopped stays stopped: a converge (the daemon's loop) starts nothing.
+    local report = node.converge(ctx)
+    assert.is_true(report.stopped)
+    assert.same({}, fake.core.netns.list())
+    -- Until node.start.
+    node.start(ctx)
+    assert.is_nil(node.converge(ctx).stopped)
+    assert.is_true(fake.core.netns.exists("ndmz"))
   end)
 
   it("gives every NR and the ndmz the firewall policy's table, re-applied only on change", function()

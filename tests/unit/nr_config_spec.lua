@@ -56,6 +56,9 @@ describe("NR config", function()
     { "exit", { exit = "nowhere" }, "exit 'nowhere': must be one of local, mesh" },
     { "exit mesh without default", { exit = "mesh" }, "exit 'mesh': no peer carries 0.0.0.0/0" },
     { "unknown field", { colour = "blue" }, "unknown field 'colour'" },
+    { "network name with a control character", { network = "demo\nx" },
+      "network 'demo\\nx': must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most 64 characters)" },
+    { "network name too long", { network = string.rep("n", 65) }, "(at most 64 characters)" },
     { "mesh address", { mesh_address = "100.64.9.9/16" }, "mesh_address '100.64.9.9/16': must be 100.64.1.1/16" },
     { "private key", { wireguard_private_key = "not base64!" }, "wireguard_private_key: must be a sealed key in base64" },
   }

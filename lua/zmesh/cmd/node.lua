@@ -29,7 +29,8 @@ local function help()
   local lines = { [[
 Runs this node's side of Zero-Mesh. The node config is read from --config
 PATH, else $ZMESH_NODE_CONFIG, else /etc/zmesh/node.json. Results print as
-JSON; errors as one line on standard error (exit status 1). Every
+JSON; errors as one line on standard error (exit status 1; 2 for a
+command line it cannot read). Every
 subcommand goes through the node's daemon (`zmesh daemon`) when its socket
 answers, else runs here; --direct runs here in any case, --daemon only
 through the daemon.
@@ -111,9 +112,13 @@ return {
       local err
       params, err = read_file(arg)
       if not params then
+        -- The file is at fault, not the command line: status 1.
         io.stderr:write("zmesh node ", sub, ": ", check.redact(err), "\n")
-        return 2
+        return 1
       end
+    elseif sub == "remove" and not arg then
+      io.stderr:write("zmesh node remove: missing NET_ID\n")
+      return 2
     elseif sub == "remove" or (sub == "check" and arg) then
       params = { net_id = arg }
     end

@@ -344,6 +344,8 @@ function D:status()
     uptime = now() - self.started,
     socket = self.cfg.socket,
     ndmz_up = core.netns.exists(names.NDMZ) or false,
+    -- node.stop until node.start: converges leave the node as it is.
+    stopped = (self.report and self.report.stopped) or nil,
     queue = { waiting = #self.queue, running = self.running and self.running.entry or json.null },
     writer = { pid = self.worker and self.worker.pid or json.null },
     converge = lc and { seconds_ago = now() - lc.at, seconds = lc.seconds, ok = lc.ok,
@@ -383,7 +385,8 @@ end
 
 -- ---- HTTP ----
 
-local JSON = { ["Content-Type"] = "application/json" }
+-- A new table per answer: a job's answer adds its X-Zmesh-Job header.
+local function json_headers() return { ["Content-Type"] = "application/json" } end
 
 local function encode(v) return json.encode(v, { pretty = true }) .. "\n" end
 
@@ -399,12 +402,12 @@ function D:handle(req)
   if r.metrics_view then
     return 200, self:metrics_text(), { ["Content-Type"] = "text/plain; version=0.0.4" }
   end
-  if r.status_view then return 200, encode(self:status()), JSON end
-  if r.list_view then return 200, encode(json.array(entry.list())), JSON end
+  if r.status_view then return 200, encode(self:status()), json_headers() end
+  if r.list_view then return 200, encode(json.array(entry.list())), json_headers() end
   if r.read then
     local ok, res = entry.call(r.read.entry, r.read.params)
     if not ok then return answer_of(api.failure(res)) end
-    return 200, encode(res == nil and json.null or res), JSON
+    return 200, encode(res == nil and json.null or res), json_headers()
   end
   local job
   job = self:enqueue({ entry = r.job.entry, params = r.job.params, done = function(reply)
@@ -414,7 +417,7 @@ function D:handle(req)
       if err then
         status, body, headers = answer_of(err)
       else
-        status, body, headers = 200, encode(reply.result), JSON
+        status, body, headers = 200, encode(reply.result), json_headers()
       end
     else
       status, body, headers = answer_of(api.failure(reply.error,

@@ -45,6 +45,9 @@ end
 -- Files kept per NR, removed with it.
 function context.nr_file(ctx, net_id) return ctx.nr_dir .. "/" .. net_id .. ".json" end
 function context.wg_log(ctx, net_id) return ctx.log_dir .. "/w-" .. net_id .. ".log" end
+-- Present while the node is stopped (node.stop until node.start): the
+-- daemon's converge leaves a stopped node stopped.
+function context.stopped_file(ctx) return ctx.cfg.state_dir .. "/stopped" end
 function context.attachments_file(ctx, net_id) return ctx.containers_dir .. "/" .. net_id .. ".json" end
 function context.choice_file(ctx, net_id) return ctx.cfg.state_dir .. "/failover/" .. net_id .. ".json" end
 

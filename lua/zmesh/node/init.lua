@@ -8,6 +8,7 @@ local names = require "zmesh.node.names"
 local nr = require "zmesh.nr"
 local reconcile = require "zmesh.reconcile"
 local resources = require "zmesh.reconcile.resources"
+local store = require "zmesh.node.store"
 
 local node = {}
 
@@ -36,6 +37,7 @@ function node.start(ctx)
     if not report.ok then
       error(string.format("node start failed at '%s': %s", report.failed, tostring(report.error)), 0)
     end
+    store.remove(context.stopped_file(ctx))
     return { node_id = ctx.cfg.node_id, public_key = public, changes = report.done }
   end)
 end
@@ -103,6 +105,11 @@ function node.stop(ctx)
     if not report.ok then
       error(string.format("node stop failed at '%s': %s", report.failed, tostring(report.error)), 0)
     end
+    -- Stopped stays stopped: the daemon's converge does not start it again.
+    assert(core.fs.mkdir(ctx.cfg.state_dir, tonumber("700", 8)))
+    local ok, err = core.fs.write(context.stopped_file(ctx), "stopped by node.stop; node.start undoes it\n",
+      tonumber("600", 8))
+    if not ok then error(err, 0) end
     return { nrs_removed = ids, ndmz_removed = ndmz_was, changes = report.done }
   end)
 end
@@ -120,6 +127,10 @@ function node.converge(ctx, opts)
   for _, id in ipairs(opts and opts.skip or {}) do skip[id] = true end
   return lock.hold(ctx, function()
     local report = { nrs = {}, containers = {}, pending = {}, problems = ctx.problems }
+    if core.fs.stat(context.stopped_file(ctx)) then
+      report.stopped, report.ndmz = true, { changes = {} }
+      return report
+    end
     local ok, res = pcall(node.start, ctx)
     report.ndmz = ok and { changes = res.changes } or { error = tostring(res) }
     if not ok then return report end

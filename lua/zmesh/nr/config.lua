@@ -275,6 +275,11 @@ function config.validate(c)
     check.fail("net_id", out.net_id, "must be 1..12 of a-z 0-9")
   end
   out.network = check.string(c, "network", true)
+  -- The network's name as the network tool checked it: it reaches logs
+  -- and status, so no control characters and no length without bound.
+  if out.network and (#out.network > 64 or not out.network:match("^[A-Za-z0-9][A-Za-z0-9_.-]*$")) then
+    check.fail("network", out.network, "must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most 64 characters)")
+  end
   -- The network's generation, as published (zmesh net publish): the node
   -- reports the one it applied.
   out.generation = check.integer(c, "generation", 0, 2 ^ 53, true)

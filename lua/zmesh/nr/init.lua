@@ -4,6 +4,7 @@ local check = require "zmesh.check"
 local context = require "zmesh.node.context"
 local core = require "zmesh.core"
 local desired = require "zmesh.nr.desired"
+local ip = require "zmesh.ip"
 local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
@@ -35,7 +36,26 @@ local function prepare(ctx, cfg)
       check.conflict("wireguard_listen_port", cfg.listen_port, "already used by NR " .. id)
     end
   end
-  local ns = names.nr_ns(cfg.net_id)
+  -- An attached container keeps its address: an NR moved away from it
+  -- would leave the container with no gateway, while saying "applied".
+  local subnet = ip.parse_cidr(cfg.subnet)
+  local subnet6 = cfg.ipv6_subnet and ip.parse_cidr(cfg.ipv6_subnet)
+  local records = context.attachments(ctx, cfg.net_id)
+  local attached = {}
+  for netns in pairs(records) do attached[#attached + 1] = netns end
+  table.sort(attached)
+  for _, netns in ipairs(attached) do
+    local rec = records[netns]
+    local a, a6 = ip.parse_addr(rec.ip or ""), rec.ip6 and ip.parse_addr(rec.ip6)
+    if a and not ip.contains(subnet, a) then
+      check.conflict("subnet", cfg.subnet, string.format("container %s is attached at %s, outside it: "
+        .. "detach it first (and attach it again in the new subnet)", netns, rec.ip))
+    end
+    if a6 and not (subnet6 and ip.contains(subnet6, a6)) then
+      check.conflict("ipv6_subnet", cfg.ipv6_subnet, string.format("container %s is attached at %s, outside it: "
+        .. "detach it first (and attach it again in the new subnet)", netns, rec.ip6))
+    end
+  end
   local rules = context.firewall(ctx, "nr", desired.firewall_ctx(cfg))
   local uplink_addr = uplink.allocate(core, cfg.net_id)
   -- The key last: nothing after it can fail and leave it open.
