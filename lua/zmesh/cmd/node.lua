@@ -134,8 +134,15 @@ return {
       io.stderr:write("zmesh node ", sub, ": ", check.redact(result), "\n")
       return 1
     end
-    if sub == "check" and not as_json then
-      io.stdout:write(require("zmesh.node.check").text(result), "\n")
+    if sub == "check" then
+      io.stdout:write(as_json and json.encode(result, { pretty = true }) or require("zmesh.node.check").text(result),
+        "\n")
+      -- For scripts and monitors: 1 when some NR does not reach another.
+      for _, nr in ipairs(type(result) == "table" and result or {}) do
+        for _, p in pairs(nr.peers or {}) do
+          if not p.reachable then return 1 end
+        end
+      end
       return 0
     end
     io.stdout:write(json.encode(result, { pretty = true }), "\n")

@@ -14,10 +14,10 @@ local NODE_AREAS = { node = true, nr = true, container = true }
 
 -- An API call over the daemon's socket: ok, result | message; and
 -- whether anybody answered (false: no daemon there).
-function client.request(socket, method, path, body)
+function client.request(socket, method, path, body, timeout_ms)
   local status, text, err = core.http.request { socket = socket, method = method, path = path,
     body = body, headers = body and { ["Content-Type"] = "application/json" } or nil,
-    timeout_ms = 600000 }
+    timeout_ms = timeout_ms or 600000 }
   if not status then return false, tostring(text), false, err end
   local v = json.decode(text)
   if status >= 200 and status < 300 then return true, v, true end
@@ -44,7 +44,10 @@ function client.call(name, params, mode)
     if params == nil or (next(params) == nil and json.kind(params) ~= "object") then
       params = json.object()
     end
-    local ok, res, answered = client.request(socket, "POST", "/v1/call/" .. name, json.encode(params))
+    -- A read is answered at once by a live daemon: one that says nothing
+    -- for 30 s (stopped, wedged) is not waited for; a change may queue.
+    local wait = require("zmesh.daemon.api").READS[name] and 30000 or 600000
+    local ok, res, answered = client.request(socket, "POST", "/v1/call/" .. name, json.encode(params), wait)
     if answered then return ok, res end
     if mode == "daemon" then return false, "no daemon answers on " .. socket .. ": " .. tostring(res) end
   elseif mode == "daemon" then
