@@ -13,59 +13,63 @@ local function parse_v4(s)
   return { a, b, c, d }
 end
 
--- Append the 16-bit words of PART (colon-separated groups, no "::") to
--- WORDS. An embedded IPv4 address may end the address only (LAST).
--- Returns false on a malformed group. Hot: every IPv6 address of every
--- node goes through here, so no closures or scratch tables.
-local function v6_words(part, words, last)
-  if part == "" then return true end
-  local n = #words
-  local done = false
-  for g in (part .. ":"):gmatch("([^:]*):") do
-    if done then return false end
-    local len = #g
-    if len == 0 then return false end
-    if g:find(".", 1, true) then
-      local v4 = last and parse_v4(g)
-      if not v4 then return false end
+local find, sub = string.find, string.sub
+
+-- Append the 16-bit words of S[I..J] (colon-separated groups, no "::")
+-- to WORDS after its first N; the new count, or nil on a malformed
+-- group. An embedded IPv4 address may end the address only (LAST). Hot:
+-- every IPv6 address of every node goes through here, so it walks the
+-- text by position (no substrings but the groups, no closures).
+local function v6_groups(s, i, j, words, n, last)
+  if i > j then return n end
+  while true do
+    local c = find(s, ":", i, true)
+    local e = (c and c <= j) and c - 1 or j
+    if e < i then return nil end
+    local dot = find(s, ".", i, true)
+    if dot and dot <= e then
+      if not last or e ~= j then return nil end
+      local v4 = parse_v4(sub(s, i, e))
+      if not v4 then return nil end
       words[n + 1] = v4[1] * 256 + v4[2]
       words[n + 2] = v4[3] * 256 + v4[4]
-      n = n + 2
-      done = true
-    else
-      if len > 4 then return false end
-      n = n + 1
-      words[n] = tonumber(g, 16)
+      return n + 2
     end
+    if e - i > 3 then return nil end
+    n = n + 1
+    words[n] = tonumber(sub(s, i, e), 16)
+    if e == j then return n end
+    i = e + 2
+    if i > j then return nil end -- a colon that ends the part
   end
-  return true
 end
 
 local function parse_v6(s)
-  if s:find("[^%x:%.]") or s:find(":::", 1, true) then return nil end
-  local words = {}
-  local dc = s:find("::", 1, true)
-  local fill = 0
+  if find(s, "[^%x:%.]") or find(s, ":::", 1, true) then return nil end
+  local words, n = {}, nil
+  local dc = find(s, "::", 1, true)
   if dc then
-    local head, tail = s:sub(1, dc - 1), s:sub(dc + 2)
-    if tail:find("::", 1, true) then return nil end
-    if not v6_words(head, words, false) then return nil end
-    local nhead = #words
-    local tw = {}
-    if not v6_words(tail, tw, true) then return nil end
-    if nhead + #tw > 7 then return nil end
-    fill = 8 - nhead - #tw
-    for _ = 1, fill do words[#words + 1] = 0 end
-    for i = 1, #tw do words[#words + 1] = tw[i] end
-  elseif not v6_words(s, words, true) then
-    return nil
+    if find(s, "::", dc + 1, true) then return nil end
+    n = v6_groups(s, 1, dc - 1, words, 0, false)
+    if not n then return nil end
+    local tail = {}
+    local m = v6_groups(s, dc + 2, #s, tail, 0, true)
+    if not m or n + m > 7 then return nil end
+    for _ = 1, 8 - n - m do
+      n = n + 1
+      words[n] = 0
+    end
+    for k = 1, m do words[n + k] = tail[k] end
+    n = n + m
+  else
+    n = v6_groups(s, 1, #s, words, 0, true)
   end
-  if #words ~= 8 then return nil end
+  if n ~= 8 then return nil end
   local bytes = {}
-  for i = 1, 8 do
-    local w = words[i]
-    bytes[2 * i - 1] = w >> 8
-    bytes[2 * i] = w & 0xff
+  for k = 1, 8 do
+    local w = words[k]
+    bytes[2 * k - 1] = w >> 8
+    bytes[2 * k] = w & 0xff
   end
   return bytes
 end
