@@ -13,6 +13,9 @@ local function show_text(s)
     s.ipv6_range and (" " .. s.ipv6_range) or ""))
   out("exit: ", s.exit and (s.exit .. " (sole exit)" .. (#s.exits > 1 and
     (", then " .. table.concat(s.exits, ", ", 2)) or "")) or "local breakout on every NR", "\n")
+  if s.internet_targets then
+    out("exit probes: ", table.concat(s.internet_targets, ", "), " (set-exit --probe)\n")
+  end
   if s.routed_ipv6 then
     out("routed IPv6: ", s.routed_ipv6, s.exit and (" (enters at the exit, " .. s.exit .. ")") or
       " (no entry point: set an exit)", "\n")
@@ -199,8 +202,10 @@ order: when the exit in use stops carrying traffic to the Internet (each
 candidate pings the network's --probe addresses, else the failover
 policy's internet targets, through its own uplink), every NR's daemon
 moves to the next candidate that does, and back per the policy. "none"
-returns to local breakout. --probe: 1 to 8 distinct IPv4 addresses on
-the Internet (not loopback, multicast or inside the network's ranges).]],
+returns to local breakout (and forgets the --probe addresses). --probe:
+1 to 8 distinct IPv4 addresses on the Internet (not loopback, multicast
+or inside the network's ranges); given once, they stay for later
+set-exit calls until new ones are given.]],
     params = function(p)
       p.node = p.nodes
       p.nodes = nil

@@ -348,8 +348,14 @@ function net.set_exit(n, ids, opts)
   end
   local out = model.copy(n)
   out.exit = model.exit_field(ids or {})
-  -- What the exit candidates ping to tell they reach the Internet.
-  if opts and opts.internet_targets then
+  -- What the exit candidates ping to tell they reach the Internet (kept
+  -- while there is an exit; no exit, nothing to probe for).
+  if not ids then
+    if opts and opts.internet_targets then
+      validate.fail("internet_targets", opts.internet_targets, "are for an exit: set-exit none has none to probe")
+    end
+    out.internet_targets = nil
+  elseif opts and opts.internet_targets then
     out.internet_targets = json.array(table.move(opts.internet_targets, 1, #opts.internet_targets, 1, {}))
   end
   validate.network(out)
@@ -599,6 +605,8 @@ function net.summary(t)
     name = n.name, net_id = n.net_id, ip_range = n.ip_range, ipv6_range = n.ipv6_range,
     routed_ipv6 = n.routed_ipv6,
     exit = t.exit, exits = json.array(table.move(t.exits, 1, #t.exits, 1, {})), nodes = nodes,
+    internet_targets = n.internet_targets and json.array(table.move(n.internet_targets, 1,
+      #n.internet_targets, 1, {})) or nil,
     access = devices, expose = json.array(exposed),
     public = #t.public, hidden = #t.hidden,
   }
