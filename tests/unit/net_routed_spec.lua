@@ -38,6 +38,18 @@ describe("routed IPv6", function()
     end, "routed_ipv6: '2001:db8:100::/48' overlaps ipv6_range 2001:db8::/32")
   end)
 
+  it("refuses a routed prefix that holds a node's own address (the exit would route it into the mesh)", function()
+    local n = build.network(net, { "pub46", "pub4" }, fake, { net_id = "rt" })
+    local addr
+    for _, s in ipairs(n.nodes[1].facts.addresses) do if s:find(":", 1, true) then addr = s end end
+    local wide = require("zmesh.ip").format_cidr(require("zmesh.ip").network(
+      (function() local p = require("zmesh.ip").parse_cidr(addr) p.len = 32 return p end)()))
+    local before = net.encode(n)
+    fails(function() net.set_routed_ipv6(n, wide) end, "routed_ipv6: '" .. wide .. "' holds " .. addr
+      .. ", an address of node n1: the exit would route it into the mesh")
+    assert.equal(before, net.encode(n))
+  end)
+
   it("gives each NR a /64 at the index of its /24, new and added nodes alike", function()
     local n = network({ ipv6_range = "fd00:7::/48" })
     for i, node in ipairs(n.nodes) do
