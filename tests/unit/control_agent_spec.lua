@@ -188,6 +188,38 @@ describe("control agent", function()
     assert.equal(0, #d.jobs)
   end)
 
+  it("applies a newer generation from a bucket made again, whose revisions start over", function()
+    local x = setup()
+    x.connect()
+    for gen = 1, 3 do
+      x.put("nr.n1.abc", cfg(gen))
+      x.pump()
+      finish(x.d.jobs[#x.d.jobs], true)
+      x.pump()
+    end
+    local applied = #x.d.jobs
+    -- The bucket is lost and made again: a new daemon (same state_dir) on
+    -- a new server sees revision 1 again, with the next generation.
+    local srv = require("fake_nats").server()
+    local admin = client.wrap(fake_nats.conn(srv))
+    admin.state = "connected"
+    assert(kv.ensure_bucket(admin, "zmesh"))
+    local conn = fake_nats.conn(srv)
+    local d = fake_daemon(x.dir)
+    local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end })
+    assert(kv.put(admin, "zmesh", "nr.n1.abc", cfg(3)))
+    conn:push({ kind = "connected" })
+    a.cl:dispatch()
+    a.cl:dispatch()
+    assert.equal(0, #d.jobs, "the same generation again is not new")
+    assert(kv.put(admin, "zmesh", "nr.n1.abc", cfg(4)))
+    a.cl:dispatch()
+    a.cl:dispatch()
+    assert.equal(1, #d.jobs)
+    assert.equal(4, d.jobs[1].params.generation)
+    assert.is_true(applied >= 3)
+  end)
+
   it("writes its facts at connect, and again when they change (a DHCP lease after the connection)", function()
     local facts = { node_id = "n1", public_key = "K", addresses = {} }
     local calls = 0

@@ -45,7 +45,7 @@ describe("node config: control", function()
     fails({ urls = { "nats://a:4222", "tls://b" }, nkey = SEED }, "control.urls[2] 'tls://b': must be a nats://HOST[:PORT] URL")
     fails({ urls = { "nats://a:70000" }, nkey = SEED }, "control.urls[1] 'nats://a:70000': port must be 1..65535")
     fails({ urls = { "nats://n1:pw@a" }, nkey = SEED },
-      "control.urls[1] 'nats://n1:pw@a': holds credentials: give them in a 0600 file (control.nkey, control.creds or control.password_file)")
+      "control.urls[1] 'nats://(credentials, not shown)@a': holds credentials: give them in a 0600 file (control.nkey, control.creds or control.password_file)")
     fails({ urls = {}, nkey = SEED }, "control.urls: must list 1..16 nats:// URLs")
     fails({ urls = "nats://a", nkey = SEED }, "control.urls 'nats://a': must be a list ([...]) of nats:// URLs")
     fails({ urls = { "nats://a" }, nkey = OPEN }, "control.nkey '" .. OPEN .. "': has mode 644: credentials must be 0600")

@@ -125,6 +125,40 @@ describe("net publish", function()
     assert.same({ gen = 2, op = "put", tag = "a" }, k["nr.n2.abc"])
   end)
 
+  it("leaves the network file of the publish that lost the claim as it was", function()
+    local fake = require("fake_keys").install()
+    local net = require "zmesh.net"
+    local fleet = require "zmesh.control.fleet"
+    local build = dofile("tests/fixtures/net/build.lua")
+    local srv = fake_nats.server()
+    local cl1, cl2 = conn_of(srv), conn_of(srv)
+    local path = os.tmpname()
+    net.save(build.network(net, { "pub4", "pub4" }, fake), path)
+    local real_connect, real_get = fleet.connect, kv.get
+    fleet.connect = function() return cl2, "zmesh" end
+    cl2.close = function() end
+    local first = assert(publish.run({ file = path }))
+    local f = io.open(path) local text = f:read("a") f:close()
+    -- Another publish (from the same file) wins between our read and our claim.
+    local other = net.load(path)
+    kv.get = function(c, bucket, key, o)
+      local e = real_get(c, bucket, key, o)
+      if c == cl2 and key == kv.net_key(other.net_id) and not other.done then
+        other.done = true
+        assert(run(cl1, other, "other"))
+      end
+      return e
+    end
+    local ok, err = pcall(publish.run, { file = path })
+    fleet.connect, kv.get = real_connect, real_get
+    assert.is_false(ok)
+    assert.matches("^conflict: ", err)
+    f = io.open(path) local after = f:read("a") f:close()
+    os.remove(path)
+    assert.equal(text, after)
+    assert.equal(first.generation, 1)
+  end)
+
   -- Two publishes, a and b, of one network from generation 1, as
   -- coroutines on two connections. Each of PAUSES {who, key, say, after,
   -- taken} makes that publish's put of KEY yield SAY once, before the put
@@ -262,6 +296,19 @@ describe("nats-config", function()
     assert.matches('{ nkey: "UN1", permissions: { publish: { allow: ["$KV.zmesh.status.n1.>"', text, 1, true)
     assert.matches('{ nkey: "UADMIN", permissions: { publish: [">"], subscribe: [">"] } }', text, 1, true)
     assert.matches("jetstream: enabled", text, 1, true)
+  end)
+
+  it("never echoes credentials in a URL, and refuses a timeout that is not seconds", function()
+    local fleet = require "zmesh.control.fleet"
+    local ok, err = pcall(fleet.urls, { "nats://u:hunter2@203.0.113.201:4222" })
+    assert.is_false(ok)
+    assert.not_matches("hunter2", err, 1, true)
+    assert.matches("nats[1] 'nats://(credentials, not shown)@203.0.113.201:4222': holds credentials", err, 1, true)
+    for _, t in ipairs({ "abc", 0, -1, 1e9 }) do
+      ok, err = pcall(fleet.connect, { nats = "nats://203.0.113.201:4222", timeout = t })
+      assert.is_false(ok)
+      assert.matches("^timeout .*must be a number of seconds", err)
+    end
   end)
 
   it("names a bad server spec", function()

@@ -403,6 +403,31 @@ return { name = "firewall", version = 1, nr = table_of, ndmz = table_of }
     nr.apply(ctx, nr_config())
   end)
 
+  it("gives attached containers their routed address when the NR gets a routed /64, in the same apply", function()
+    local base = { ipv6_range = "fd00:1::/48", ipv6_subnet = "fd00:1:0:1::/64" }
+    nr.apply(ctx, nr_config(base))
+    container.attach(ctx, { net_id = "abc", netns = "c1", ip = "10.1.1.10", ip6 = "fd00:1:0:1::10", create = true })
+    local routed = nr_config({ ipv6_range = "fd00:1::/48", ipv6_subnet = "fd00:1:0:1::/64",
+      routed_ipv6 = "2001:db8:100::/48", routed_ipv6_subnet = "2001:db8:100:1::/64",
+      exit = "local", exit_for_network = true })
+    routed.peers[1].allowed_ips = { "10.1.2.0/24", "100.64.1.2/32", "2001:db8:100:2::/64" }
+    local function global6()
+      local out = {}
+      for _, a in ipairs(fake.core.addr.dump("c1")) do
+        if a.family == 6 and a.scope == "global" then out[#out + 1] = a.addr end
+      end
+      table.sort(out)
+      return out
+    end
+    assert.same({ "fd00:1:0:1::10/64" }, global6())
+    nr.apply(ctx, routed)
+    assert.same({ "2001:db8:100:1::10/64", "fd00:1:0:1::10/64" }, global6())
+    assert.same({}, nr.plan(ctx, routed))
+    -- And away again with the prefix.
+    nr.apply(ctx, nr_config(base))
+    assert.same({ "fd00:1:0:1::10/64" }, global6())
+  end)
+
   it("removes the ndmz's route into an entry NR with the NR, and only that route", function()
     local cfg = nr_config({
       ipv6_range = "fd00:1::/48", ipv6_subnet = "fd00:1:0:1::/64",

@@ -72,8 +72,13 @@ end
 local function mark(v) return math.type(v) == "float" and string.format("%.2f", v) or tostring(v) end
 
 local function check_text(r)
-  out(string.format("network %s (net_id %s): generation %s published (%s), bucket %s\n", r.network, r.net_id,
-    tostring(r.generation), tostring(r.state), r.bucket))
+  local function said(v) return (v == nil or v == json.null) and "none" or tostring(v) end
+  if r.generation == nil or r.generation == json.null then
+    out(string.format("network %s (net_id %s): never published to bucket %s\n", r.network, r.net_id, r.bucket))
+  else
+    out(string.format("network %s (net_id %s): generation %s published (%s), bucket %s\n", r.network, r.net_id,
+      said(r.generation), said(r.state), r.bucket))
+  end
   out(string.format("%-14s %-5s %-8s %-6s %-12s %-10s %s\n", "NODE", "GEN", "RESULT", "AGE", "AGGREGATOR", "EXIT",
     "PEERS (handshake age)"))
   local ids = {}
@@ -517,6 +522,7 @@ local function run(args)
     end
     p.facts, p.facts_file = facts, nil
   end
+  if p.timeout and not tonumber(p.timeout) then return usage_error("--timeout needs a number of seconds") end
   if p.port then
     p.port = tostring(p.port):match("^%d+$") and tonumber(p.port)
     if not p.port then return usage_error("--port needs a number (decimal)") end

@@ -25,6 +25,12 @@ function fleet.urls(v)
   if type(v) == "table" then for _, s in ipairs(v) do add(s) end elseif v ~= nil then add(v) end
   if #out == 0 then fail("nats", v, "needs at least one nats://HOST[:PORT] URL") end
   for i, u in ipairs(out) do
+    local rest = u:match("^nats://(.*)$")
+    if rest and rest:find("@", 1, true) then
+      -- Never echoed: what stands before the @ is a password.
+      fail(string.format("nats[%d]", i), "nats://(credentials, not shown)@" .. rest:gsub("^.*@", ""),
+        "holds credentials: give them with --nkey, --creds or a password file")
+    end
     if not u:match("^nats://[%w%.%-%[%]:]+$") then fail(string.format("nats[%d]", i), u, "must be nats://HOST[:PORT]") end
   end
   return out
@@ -45,7 +51,13 @@ function fleet.connect(p, core)
   local creds = p.creds or (not nkey and not p.user and os.getenv("ZMESH_NATS_CREDS")) or nil
   -- TIMEOUT: how long the tool waits for the cluster in all (a server
   -- lost, leaders being elected); each request waits 2 s of it.
-  local patience = tonumber(p.timeout) or 30
+  local patience = 30
+  if p.timeout ~= nil then
+    patience = tonumber(p.timeout)
+    if not patience or patience <= 0 or patience ~= patience or patience > 3600 then
+      fail("timeout", p.timeout, "must be a number of seconds, above 0 and at most 3600")
+    end
+  end
   local cl, err = client.connect({ servers = urls, name = "zmesh-net", nkey_seed_file = nkey, creds_file = creds,
     user = p.user, password_file = p.password_file, timeout = 2000 }, core)
   if not cl then error("nats " .. table.concat(urls, ",") .. ": " .. tostring(err), 0) end

@@ -144,6 +144,9 @@ function A:stop()
   if self.timer then self.timer:stop() self.timer:close() end
   self.watch:stop()
   self.cl:close()
+  -- Closed on purpose raises no state event: the gauges say it here.
+  self.d.metrics:set("zmesh_control_connected", nil, 0)
+  self.d.metrics:set("zmesh_control_in_step", nil, 0)
 end
 
 -- ---- the connection ----
@@ -188,6 +191,26 @@ local function net_of(node, key)
   return net_id
 end
 
+-- The generation revision E carries (its config's, or a delete's header).
+local function generation_of(e)
+  if e.op == "put" then
+    local cfg = json.decode(e.value or "")
+    return type(cfg) == "table" and math.tointeger(cfg.generation) or nil
+  end
+  local gen = tonumber(e.headers and e.headers["Zmesh-Generation"])
+  return gen and math.tointeger(gen)
+end
+
+-- A bucket lost and made again numbers its revisions from 1: a revision
+-- at or below the one last seen is still new when it carries a newer
+-- generation than the one last applied or tried for the key.
+local function newer_generation(self, net_id, e)
+  local gen = generation_of(e)
+  local last = (self.results[net_id] and self.results[net_id].generation)
+    or (self.record.keys[net_id] and self.record.keys[net_id].generation)
+  return gen ~= nil and last ~= nil and gen > last
+end
+
 -- One revision E of one of this node's keys.
 function A:update(e)
   local m = self.d.metrics
@@ -197,7 +220,7 @@ function A:update(e)
     return
   end
   local rev = e.revision or 0
-  if rev <= (self.seen[net_id] or 0) then return end
+  if rev <= (self.seen[net_id] or 0) and not newer_generation(self, net_id, e) then return end
   self.seen[net_id] = rev
   m:add("zmesh_control_updates_total", { kind = e.op })
   if e.op ~= "put" then
@@ -415,7 +438,12 @@ end
 function A:probe_all()
   for net_id in pairs(self.results) do
     local cfg = not self.probing[net_id] and self:config_of(net_id)
-    if cfg and self.results[net_id].entry == "nr.apply" and core.netns.exists(names.nr_ns(net_id)) then
+    if not self.probing[net_id] and not (cfg and self.results[net_id].entry == "nr.apply"
+        and core.netns.exists(names.nr_ns(net_id))) then
+      -- Nothing to probe (its apply failed, it is being removed): its
+      -- status is written all the same, so that it is not taken for stale.
+      self:publish_status(net_id)
+    elseif cfg then
       self.probing[net_id] = true
       local targets, routed = probe.targets(cfg), probe.subnet_addrs(cfg)
       probe.run(net_id, targets, function(res)

@@ -339,7 +339,11 @@ function F:decide(n, t)
       return alive[e] ~= false and n.inet[e] ~= false
     end
     local e = pick(f.exits, exit_ok, prev.exit)
-    choice.exit = e
+    -- No candidate reaches the Internet: every node takes the first, so
+    -- that none sends ::/0 to one that sends it back.
+    local any = false
+    for _, c in ipairs(f.exits) do any = any or exit_ok(c) end
+    choice.exit = any and e or f.exits[1]
   end
   return choice
 end
@@ -426,8 +430,14 @@ end
 -- the network files' targets, else the policy's.
 function F:check_internet()
   if not self.inet_probe then
-    local p = core.probe.open(names.NDMZ, "0.0.0.0")
-    if not p then return end
+    local p, err = core.probe.open(names.NDMZ, "0.0.0.0")
+    if not p then
+      -- A candidate that cannot probe cannot say it reaches the Internet
+      -- (an unknown would count as yes everywhere).
+      if self.inet_ok ~= false then self.d:log("failover: cannot probe the Internet: %s", tostring(err)) end
+      self.inet_ok = false
+      return
+    end
     self.inet_probe = p
     self.inet_poll = uv.new_poll(p:fd())
     self.inet_last = now()

@@ -149,21 +149,30 @@ function publish.run(p)
   -- Once the claim is ours the file records it, also when the rest
   -- fails: publishing again from it then goes on over our own claim.
   local base = type(n.published) == "table" and n.published.generation or nil
+  local before, intended, claimed = n.published, false, false
   local hooks = {
     -- Before the claim: a claim whose answer is lost (a timeout) is
     -- still known as ours by its token.
     intent = function(token)
-      n.published = { generation = base, claim = token }
+      n.published, intended = { generation = base, claim = token }, true
       net.save(n, p.file)
     end,
     claimed = function(gen, token)
-      n.published = { generation = gen, claim = token, complete = false }
+      n.published, claimed = { generation = gen, claim = token, complete = false }, true
       net.save(n, p.file)
     end,
   }
   local ok, res = pcall(publish.to_bucket, cl, bucket, n, configs, p, hooks)
   cl:close()
-  if not ok then error(res, 0) end
+  if not ok then
+    -- A claim another publish won wrote nothing of ours: the file is
+    -- left as it was (a lost answer keeps the token, to go on from).
+    if intended and not claimed and tostring(res):match("^conflict: ") then
+      n.published = before
+      pcall(net.save, n, p.file)
+    end
+    error(res, 0)
+  end
   n.published = { generation = res.generation }
   net.save(n, p.file)
   return res

@@ -50,7 +50,11 @@ local function check_url(u, field)
   if type(u) ~= "string" then check.fail(field, u, "must be a nats://HOST[:PORT] URL") end
   local rest = u:match("^nats://(.+)$")
   if not rest then check.fail(field, u, "must be a nats://HOST[:PORT] URL") end
-  if rest:find("@", 1, true) then check.fail(field, u, "holds credentials: give them in a 0600 file (control.nkey, control.creds or control.password_file)") end
+  if rest:find("@", 1, true) then
+    -- Never echoed: what stands before the @ is a password.
+    check.fail(field, "nats://(credentials, not shown)@" .. rest:gsub("^.*@", ""),
+      "holds credentials: give them in a 0600 file (control.nkey, control.creds or control.password_file)")
+  end
   local host, port = rest:match("^(%[[%x:]+%])(.*)$")
   if not host then host, port = rest:match("^([%w%.%-]+)(.*)$") end
   if not host or not (port == "" or port:match("^:%d+$")) then

@@ -81,21 +81,25 @@ local function prepare(ctx, cfg)
   }
 end
 
--- The NR ends of its attached containers' links, at the NR's MTU: an NR
--- whose MTU changes takes them (and their other ends, eth0 in each
--- container) along in the same apply. Only what the NR's namespace shows
--- is read; a link that is not there is container.attach's to make.
-local function container_ports(ctx, cfg, node_uplink)
+-- The desired state of NR CFG's attached containers (those whose
+-- namespace is there), as container.attach has it: an NR whose MTU or
+-- prefixes change (a routed /64 added) takes its containers' links and
+-- addresses along in the same apply. Their addresses are in the NR's
+-- subnets: prepare refuses a config that moves a subnet away from one.
+local function attached_containers(ctx, cfg, node_uplink)
   local records = context.attachments(ctx, cfg.net_id)
   local list = {}
   for netns in pairs(records) do list[#list + 1] = netns end
   table.sort(list)
-  local mtu = desired.mtu(cfg, node_uplink)
   local want = {}
   for _, netns in ipairs(list) do
-    want[#want + 1] = { kind = "link", ns = names.nr_ns(cfg.net_id), name = records[netns].port,
-      type = "existing", optional = true, keep_addrs = true, mtu = mtu,
-      peer_link = { ns = netns, name = names.CONTAINER_IF } }
+    local rec = records[netns]
+    if core.netns.exists(netns) then
+      for _, r in ipairs(desired.container(cfg, { netns = netns, ip = rec.ip, ip6 = rec.ip6,
+          port = rec.port, uplink = node_uplink })) do
+        want[#want + 1] = r
+      end
+    end
   end
   return want
 end
@@ -108,7 +112,7 @@ local function desired_of(ctx, raw, cfg)
   cfg = paths.resolve(cfg, paths.from_stored(context.choice(ctx, cfg.net_id)))
   local prep = prepare(ctx, cfg)
   local want = desired.nr(cfg, prep)
-  for _, r in ipairs(container_ports(ctx, cfg, prep.uplink)) do want[#want + 1] = r end
+  for _, r in ipairs(attached_containers(ctx, cfg, prep.uplink)) do want[#want + 1] = r end
   return cfg, want, { own_routes = desired.nr_owned_routes(cfg) }, prep
 end
 

@@ -117,8 +117,6 @@ local function diff_links(desired, inv, out)
           and not (inv.ns[r.from_ns] and inv.ns[r.from_ns].links[r.from]) then
         -- Nothing to take over (an optional move: the NIC going home).
         goto next_link
-      elseif not actual and r.type == "existing" and r.optional then
-        goto next_link
       elseif not actual and r.type ~= "existing" and r.type ~= "veth_end" then
         -- "existing" links come with the namespace (lo); a "veth_end" is
         -- made with its other end, which sorts before it.
@@ -126,14 +124,7 @@ local function diff_links(desired, inv, out)
         create = link_create(r)
       end
       out[#out + 1] = create
-      local settings = link_settings(r, actual or {}, actual == nil)
-      out[#out + 1] = settings
-      -- A veth's other end, in a namespace not read, follows its MTU.
-      if settings and settings.mtu and r.peer_link then
-        local p = r.peer_link
-        out[#out + 1] = { op = "link_set", ns = p.ns, name = p.name, mtu = r.mtu, missing_ok = true,
-          text = string.format("set %s mtu %d", at(p.ns, p.name), r.mtu) }
-      end
+      out[#out + 1] = link_settings(r, actual or {}, actual == nil)
     end
     ::next_link::
   end

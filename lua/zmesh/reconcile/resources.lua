@@ -8,11 +8,8 @@
 --           master, peer, peer_ns (veth), parent, parent_ns (macvlan),
 --           from, from_ns (moved: an existing link taken over and renamed),
 --           birth_ns, log, backend (wireguard),
---           optional (moved: nothing to do when the source is gone;
---           existing: nothing to do when it is not there),
---           keep_addrs (addresses on it are not ours to prune),
---           peer_link = {ns, name} (a veth's other end, not read: set to
---           the same MTU whenever this end's MTU is set)}
+--           optional (moved: nothing to do when the source is gone),
+--           keep_addrs (addresses on it are not ours to prune)}
 --   addr   {ns, dev, addr}
 --   route  {ns, family = 4|6, dst = "default"|prefix, via, dev}
 --   wg     {ns, name, private_key (core.key object), public_key,
