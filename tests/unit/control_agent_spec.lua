@@ -118,6 +118,23 @@ describe("control agent", function()
     x.a.watch:start("test")
     x.pump()
     assert.equal(2, #x.d.jobs)
+    -- Many revisions later the bucket is made again (revisions from 1) and
+    -- the node is published anew: taken, although below the last seen.
+    x.a.seen.abc = 40
+    local srv = fake_nats.server()
+    local admin = client.wrap(fake_nats.conn(srv))
+    admin.state = "connected"
+    assert(kv.ensure_bucket(admin, "zmesh"))
+    local conn = fake_nats.conn(srv)
+    local d = fake_daemon(x.dir)
+    local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end })
+    a.seen.abc = 40
+    assert(kv.put(admin, "zmesh", "nr.n1.abc", cfg(5)))
+    conn:push({ kind = "connected" })
+    a.cl:dispatch()
+    a.cl:dispatch()
+    assert.equal(1, #d.jobs)
+    assert.equal("nr.apply", d.jobs[1].entry)
   end)
 
   it("refuses a value for another node or NR, and says so in its status", function()

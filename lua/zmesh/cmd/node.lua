@@ -138,7 +138,12 @@ return {
       io.stdout:write(as_json and json.encode(result, { pretty = true }) or require("zmesh.node.check").text(result),
         "\n")
       -- For scripts and monitors: 1 when some NR does not reach another.
-      for _, nr in ipairs(type(result) == "table" and result or {}) do
+      local list = type(result) == "table" and result or {}
+      -- An NR asked for by name and not there, or one that could not be
+      -- checked, is no "all reachable".
+      if arg and #list == 0 then return 1 end
+      for _, nr in ipairs(list) do
+        if nr.error then return 1 end
         for _, p in pairs(nr.peers or {}) do
           if not p.reachable then return 1 end
         end

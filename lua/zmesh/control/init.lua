@@ -208,7 +208,12 @@ local function newer_generation(self, net_id, e)
   local gen = generation_of(e)
   local last = (self.results[net_id] and self.results[net_id].generation)
     or (self.record.keys[net_id] and self.record.keys[net_id].generation)
-  return gen ~= nil and last ~= nil and gen > last
+  -- Nothing applied or tried for the key (its NR was removed): within one
+  -- stream a put after the delete has a higher revision, so a lower one
+  -- with a generation comes from a new stream.
+  if gen == nil then return false end
+  if last == nil then return (e.revision or 0) < (self.seen[net_id] or 0) end
+  return gen > last
 end
 
 -- One revision E of one of this node's keys.
@@ -440,8 +445,10 @@ function A:probe_all()
     local cfg = not self.probing[net_id] and self:config_of(net_id)
     if not self.probing[net_id] and not (cfg and self.results[net_id].entry == "nr.apply"
         and core.netns.exists(names.nr_ns(net_id))) then
-      -- Nothing to probe (its apply failed, it is being removed): its
-      -- status is written all the same, so that it is not taken for stale.
+      -- Nothing to probe (its apply failed, it is being removed, its
+      -- namespace is gone): its status is written all the same, so that
+      -- it is not taken for stale, and with nothing measured.
+      self.reach[net_id] = nil
       self:publish_status(net_id)
     elseif cfg then
       self.probing[net_id] = true

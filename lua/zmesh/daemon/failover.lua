@@ -403,23 +403,30 @@ function F:tick()
       self.d:log("failover: NR %s: the Internet exit moves from %s to %s", n.id, tostring(prev.exit),
         tostring(choice.exit))
     end
-    if sig == n.applied or n.pending then
-      -- A move with nothing of this node's to change (a hidden NR's exit
-      -- is its aggregator's doing), or seen while a job runs: counted now.
-      for _, k in ipairs(kinds) do self.d.metrics:add("zmesh_failovers_total", { net_id = n.id, kind = k }) end
-    else
-      if prev and #kinds == 0 then kinds[1] = "route" end
+    n.carry = n.carry or {}
+    if n.pending then
+      -- Seen while a job runs: the next job tells it (and counts it).
+      for _, k in ipairs(kinds) do n.carry[#n.carry + 1] = k end
+    elseif sig ~= n.applied or #kinds > 0 or #n.carry > 0 then
+      -- Also a move with nothing of this node's kernel to change (a
+      -- hidden NR's exit is its aggregator's doing): the job stores it.
+      local told = n.carry
+      n.carry = {}
+      for _, k in ipairs(kinds) do told[#told + 1] = k end
+      if prev and #told == 0 then told[1] = "route" end
       n.pending = true
       self.d:enqueue({ entry = "nr.failover", params = { net_id = n.id, choice = stored(choice) },
         internal = true, done = function(reply)
           n.pending = false
           if reply.ok then
             n.applied = sig
-            for _, k in ipairs(kinds) do
+            for _, k in ipairs(told) do
               self.d.metrics:add("zmesh_failovers_total", { net_id = n.id, kind = k })
             end
           else
             self.d:log("failover: NR %s: %s", n.id, tostring(reply.error))
+            -- Told again by the job that succeeds.
+            for _, k in ipairs(told) do n.carry[#n.carry + 1] = k end
           end
         end })
     end
@@ -435,12 +442,15 @@ function F:check_internet()
       -- A candidate that cannot probe cannot say it reaches the Internet
       -- (an unknown would count as yes everywhere).
       if self.inet_ok ~= false then self.d:log("failover: cannot probe the Internet: %s", tostring(err)) end
-      self.inet_ok = false
+      self.inet_ok, self.inet_failed = false, true
       return
     end
     self.inet_probe = p
     self.inet_poll = uv.new_poll(p:fd())
-    self.inet_last = now()
+    -- At the daemon's start the Internet is given the benefit of the
+    -- doubt for dead_after; after a time without a probe, only a reply
+    -- says it answers.
+    self.inet_last = self.inet_failed and -math.huge or now()
     self.inet_poll:start("r", function()
       for _, m in ipairs(p:recv() or {}) do
         if m.reply and m.id == self.inet_id then self.inet_last = now() end

@@ -171,6 +171,14 @@ end
 function D:note_nr(job, reply)
   local id = type(job.params) == "table" and job.params.net_id
   if type(id) ~= "string" or job.params.dry_run then return end
+  -- A container detached (or its NR removed) is pending no more.
+  if reply.ok and job.entry == "container.detach" and type(job.params.netns) == "string" then
+    self.pending[id .. "/" .. job.params.netns] = nil
+  elseif reply.ok and job.entry == "nr.remove" then
+    for key in pairs(self.pending) do
+      if key:sub(1, #id + 1) == id .. "/" then self.pending[key] = nil end
+    end
+  end
   if job.entry == "nr.apply" then
     self.nr_state[id] = reply.ok and { state = "ok" } or self.nr_state[id]
   elseif job.entry == "nr.remove" and reply.ok then
@@ -345,7 +353,7 @@ function D:status()
     socket = self.cfg.socket,
     ndmz_up = core.netns.exists(names.NDMZ) or false,
     -- node.stop until node.start: converges leave the node as it is.
-    stopped = (self.report and self.report.stopped) or nil,
+    stopped = core.fs.stat(self.cfg.state_dir .. "/stopped") and true or nil,
     queue = { waiting = #self.queue, running = self.running and self.running.entry or json.null },
     writer = { pid = self.worker and self.worker.pid or json.null },
     converge = lc and { seconds_ago = now() - lc.at, seconds = lc.seconds, ok = lc.ok,

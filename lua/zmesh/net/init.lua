@@ -262,6 +262,7 @@ function net.add_node(n, facts, opts)
   if not old then out.nodes[#out.nodes + 1] = node else out.nodes[index] = node end
   model.sort(out)
   validate.network(out)
+  validate.routed_apart(out)
   local after = remember(out, set)
   -- A new node may join a network still being built (no public node yet).
   if old or #before.public > 0 then
@@ -397,6 +398,7 @@ function net.set_routed_ipv6(n, prefix, opts)
     end
   end
   validate.network(out)
+  validate.routed_apart(out)
   refuse_bad_entry(remember(out, policy_set(opts)))
   return out, notes
 end

@@ -440,6 +440,26 @@ function validate.header(net)
   return range, range6, routed
 end
 
+-- NET's routed prefix must not hold a node's own address: the exit's ndmz
+-- routes the prefix into the mesh, so a node dialled at an address inside
+-- it could no longer be reached there. Checked where the prefix is set
+-- or a node's facts change, not in every read of a file.
+function validate.routed_apart(net)
+  local routed = net.routed_ipv6 and ip.parsed(net.routed_ipv6)
+  if not routed then return end
+  for _, n in ipairs(net.nodes) do
+    for _, list in ipairs({ n.facts.addresses, n.facts.public_endpoints or {} }) do
+      for _, s in ipairs(list) do
+        local a = ip.parsed(s)
+        if a and a.family == 6 and ip.contains(routed, { family = 6, bytes = a.bytes, len = 128 }) then
+          fail("routed_ipv6", net.routed_ipv6, "holds %s, an address of node %s: the exit would route it "
+            .. "into the mesh", s, n.node_id)
+        end
+      end
+    end
+  end
+end
+
 -- The whole network; returns it, or raises the first problem found.
 function validate.network(net)
   local range, range6, routed = validate.header(net)
@@ -460,21 +480,6 @@ function validate.network(net)
   local seen = { nodes = {}, node_keys = {}, nr_keys = {}, v4 = {}, v6 = {}, routed = {} }
   for i, n in ipairs(net.nodes) do check_node(n, i, range, range6, routed, seen) end
   for _, n in ipairs(net.nodes) do check_record(n, seen) end
-  -- The exit's ndmz routes the prefix into the mesh: a node dialled at an
-  -- address inside it could no longer be reached there.
-  if routed then
-    for _, n in ipairs(net.nodes) do
-      for _, list in ipairs({ n.facts.addresses, n.facts.public_endpoints or {} }) do
-        for _, s in ipairs(list) do
-          local a = ip.parsed(s)
-          if a and a.family == 6 and ip.contains(routed, { family = 6, bytes = a.bytes, len = 128 }) then
-            fail("routed_ipv6", net.routed_ipv6, "holds %s, an address of node %s: the exit would route it "
-              .. "into the mesh", s, n.node_id)
-          end
-        end
-      end
-    end
-  end
   for i, id in ipairs(model.exits(net)) do
     if not seen.nodes[id] then
       fail(type(net.exit) == "string" and "exit" or string.format("exit[%d]", i), id, "is not a node of the network")

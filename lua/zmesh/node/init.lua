@@ -168,7 +168,10 @@ function node.converge(ctx, opts)
           for _, netns in ipairs(list) do
             local rec = records[netns]
             local key = id .. "/" .. netns
-            if core.netns.exists(netns) then
+            if r.containers and r.containers[netns] then
+              -- The NR's apply converged it already.
+              report.containers[key] = r.containers[netns]
+            elseif core.netns.exists(netns) then
               local attached, a = pcall(container.attach, ctx,
                 { net_id = id, netns = netns, ip = rec.ip, ip6 = rec.ip6 })
               report.containers[key] = attached and { changes = a.changes } or { error = tostring(a) }

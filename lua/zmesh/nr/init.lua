@@ -5,6 +5,7 @@ local context = require "zmesh.node.context"
 local core = require "zmesh.core"
 local desired = require "zmesh.nr.desired"
 local ip = require "zmesh.ip"
+local json = require "zmesh.json"
 local lock = require "zmesh.node.lock"
 local names = require "zmesh.node.names"
 local nr_config = require "zmesh.nr.config"
@@ -46,7 +47,9 @@ local function prepare(ctx, cfg)
   table.sort(attached)
   for _, netns in ipairs(attached) do
     local rec = records[netns]
+    -- A record whose namespace its runtime removed holds nothing.
     local a, a6 = ip.parse_addr(rec.ip or ""), rec.ip6 and ip.parse_addr(rec.ip6)
+    if not core.netns.exists(netns) then a, a6 = nil, nil end
     if a and not ip.contains(subnet, a) then
       check.conflict("subnet", cfg.subnet, string.format("container %s is attached at %s, outside it: "
         .. "detach it first (and attach it again in the new subnet)", netns, rec.ip))
@@ -81,27 +84,27 @@ local function prepare(ctx, cfg)
   }
 end
 
--- The desired state of NR CFG's attached containers (those whose
--- namespace is there), as container.attach has it: an NR whose MTU or
--- prefixes change (a routed /64 added) takes its containers' links and
--- addresses along in the same apply. Their addresses are in the NR's
--- subnets: prepare refuses a config that moves a subnet away from one.
+-- The desired state of each of NR CFG's attached containers whose
+-- namespace is there, as container.attach has it: {netns, want} in
+-- namespace order. An NR whose MTU or prefixes change (a routed /64
+-- added) takes its containers' links and addresses along in the same
+-- apply; each is its own apply after the NR's, so that one container
+-- its runtime broke fails alone, not the NR. Their addresses are in the
+-- NR's subnets: prepare refuses a config that moves a subnet away.
 local function attached_containers(ctx, cfg, node_uplink)
   local records = context.attachments(ctx, cfg.net_id)
   local list = {}
   for netns in pairs(records) do list[#list + 1] = netns end
   table.sort(list)
-  local want = {}
+  local out = {}
   for _, netns in ipairs(list) do
     local rec = records[netns]
     if core.netns.exists(netns) then
-      for _, r in ipairs(desired.container(cfg, { netns = netns, ip = rec.ip, ip6 = rec.ip6,
-          port = rec.port, uplink = node_uplink })) do
-        want[#want + 1] = r
-      end
+      out[#out + 1] = { netns = netns, want = desired.container(cfg, { netns = netns, ip = rec.ip,
+        ip6 = rec.ip6, port = rec.port, uplink = node_uplink }) }
     end
   end
-  return want
+  return out
 end
 
 -- CFG: RAW validated already, when the caller has it.
@@ -111,16 +114,18 @@ local function desired_of(ctx, raw, cfg)
   cfg = cfg or nr_config.validate(raw)
   cfg = paths.resolve(cfg, paths.from_stored(context.choice(ctx, cfg.net_id)))
   local prep = prepare(ctx, cfg)
-  local want = desired.nr(cfg, prep)
-  for _, r in ipairs(attached_containers(ctx, cfg, prep.uplink)) do want[#want + 1] = r end
-  return cfg, want, { own_routes = desired.nr_owned_routes(cfg) }, prep
+  return cfg, desired.nr(cfg, prep), { own_routes = desired.nr_owned_routes(cfg) }, prep
 end
 
--- The plan for RAW (an NR config table): one line per change.
+-- The plan for RAW (an NR config table): one line per change, the NR's
+-- and then its containers'.
 function nr.plan(ctx, raw, valid)
-  local _, want, opts, prep = desired_of(ctx, raw, valid)
+  local cfg, want, opts, prep = desired_of(ctx, raw, valid)
   local lines = reconcile.plan(core, want, opts)
   prep.private_key:close()
+  for _, c in ipairs(attached_containers(ctx, cfg, prep.uplink)) do
+    for _, line in ipairs(reconcile.plan(core, c.want, {})) do lines[#lines + 1] = line end
+  end
   return lines
 end
 
@@ -200,6 +205,18 @@ function nr.apply(ctx, raw, valid)
       error(string.format("apply failed at '%s': %s%s", report.failed, tostring(report.error), rolled), 0)
     end
     context.save_nr(ctx, raw)
+    -- Then each attached container, on its own: {netns → {changes} or
+    -- {error}} (its failure is said, the NR's apply stands).
+    local containers = {}
+    for _, c in ipairs(attached_containers(ctx, cfg, prep.uplink)) do
+      local ok, r = pcall(reconcile.apply, core, c.want, {})
+      if ok and r.ok then
+        containers[c.netns] = { changes = json.array(r.done) }
+      else
+        containers[c.netns] = { error = ok and string.format("failed at '%s': %s", r.failed, tostring(r.error))
+          or tostring(r) }
+      end
+    end
     return {
       net_id = cfg.net_id,
       namespace = names.nr_ns(cfg.net_id),
@@ -208,6 +225,7 @@ function nr.apply(ctx, raw, valid)
       mesh_address = cfg.mesh_address,
       uplink_address = prep.uplink_addr,
       changes = report.done,
+      containers = next(containers) and json.object(containers) or nil,
     }
   end)
 end
