@@ -153,6 +153,14 @@ describe("net API", function()
         "device laptop peered with n1 and was removed: add it again with add-access" }, notes)
     end)
 
+    it("says so when the node was an exit candidate after the first", function()
+      local n = build.network(net, { "pub4", "pub4", "pub4" }, fake)
+      n = net.set_exit(n, { "n1", "n2", "n3" })
+      local out, notes = net.remove_node(n, "n2")
+      assert.same({ "n1", "n3" }, out.exit)
+      assert.same({ "n2 was an exit candidate: the candidates are now n1, n3" }, notes)
+    end)
+
     it("refuses an unknown node", function()
       assert.has_error(function() net.remove_node(build.network(net, { "pub4" }, fake), "zz") end,
         "node: 'zz' is not a node of network t")

@@ -125,6 +125,11 @@ describe("net validation", function()
       { function(n) n.nodes[2].facts.public_endpoints = require("zmesh.json").decode("{}") end,
         "nodes[n2].facts.public_endpoints: {} must be a list of strings" },
       { function(n) n.access = require("zmesh.json").decode("{}") end, "access: {} must be a list" },
+      { function(n) local a = n.nodes[2].facts.addresses a[#a + 1] = a[1] end,
+        function(n)
+          local a = n.nodes[2].facts.addresses
+          return string.format("nodes[n2].facts.addresses[%d]: '%s' is also addresses[1]", #a, a[1])
+        end },
       { function(n) n.nodes[2].facts.listen_ports = require("zmesh.json").decode("[51820, 51829]") end,
         "nodes[n2].facts.listen_ports: [51820,51829] must be {\"min\": port, \"max\": port}" },
       { function(n) n.nodes[2].facts.listen_ports.step = 1 end,

@@ -302,6 +302,9 @@ function net.remove_node(n, id, opts)
         notes[#notes + 1] = string.format("%s was the sole exit: every NR now breaks out locally", id)
       elseif i == 1 then
         notes[#notes + 1] = string.format("%s was the sole exit: %s is now", id, exits[1])
+      else
+        notes[#notes + 1] = string.format("%s was an exit candidate: the candidates are now %s", id,
+          table.concat(exits, ", "))
       end
     end
   end

@@ -136,10 +136,14 @@ function validate.facts(f, where)
   end
   string_list(where .. ".addresses", f.addresses)
   if #f.addresses == 0 then fail(where .. ".addresses", f.addresses, "is empty: a node needs an uplink address") end
+  local listed = {}
   for i, s in ipairs(f.addresses) do
     local a = s:find("/", 1, true) and ip.parsed(s)
     if not a then fail(string.format("%s.addresses[%d]", where, i), s, "is not an address/prefix such as 203.0.113.11/24") end
     unusable(string.format("%s.addresses[%d]", where, i), s, a, "an uplink address")
+    local key = string.char(a.family, table.unpack(a.bytes))
+    if listed[key] then fail(string.format("%s.addresses[%d]", where, i), s, "is also addresses[%d]", listed[key]) end
+    listed[key] = i
   end
   local lp = f.listen_ports
   if type(lp) ~= "table" or json_kind(lp) == "array" or lp[1] ~= nil then
