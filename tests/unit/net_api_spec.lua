@@ -176,6 +176,20 @@ describe("net API", function()
       assert.has_error(function() net.set_exit(n, "n3") end, "exit: 'n3' is not a node of network t")
     end)
 
+    it("says what an exit candidate lacks: global IPv6 where others have it, IPv4 to probe with", function()
+      local n = build.network(net, { "pub46", "pub4" }, fake)
+      local _, notes = net.set_exit(n, "n2")
+      assert.same({ "n2 has no global IPv6 address: while it is the exit, no container reaches the IPv6 Internet" },
+        notes)
+      n = build.network(net, { "pub46", "pub46" }, fake)
+      local f = build.facts("n3", "pub46", fake)
+      f.addresses = { f.addresses[2] }
+      n = net.add_node(n, f)
+      _, notes = net.set_exit(n, { "n1", "n3" })
+      assert.same({ "n3 has no IPv4 address: it cannot ping the IPv4 probe targets, so it is the exit only when "
+        .. "no candidate reaches the Internet" }, notes)
+    end)
+
     it("keeps the probe addresses while there is an exit, and forgets them with none", function()
       local n = build.network(net, { "pub4", "pub4" }, fake)
       n = net.set_exit(n, { "n1", "n2" }, { internet_targets = { "192.0.2.1" } })

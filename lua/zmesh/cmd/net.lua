@@ -222,6 +222,7 @@ set-exit calls until new ones are given.]],
       else
         out("sole exit: ", r.exit, #r.exits > 1 and (" (then " .. table.concat(r.exits, ", ", 2) .. ")") or "", "\n")
       end
+      for _, note in ipairs(r.notes or {}) do out("note: ", note, "\n") end
     end },
   { name = "set-routed-ipv6", summary = "give the network a routed IPv6 prefix (a /64 per NR), or none",
     args = { "file", "prefix" },

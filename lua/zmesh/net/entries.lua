@@ -108,10 +108,10 @@ entries["set-exit"] = function(p)
   local probes = p.probe
   if type(probes) == "string" then probes = { probes } end
   opts.internet_targets = probes
-  local n = net.set_exit(net.load(p.file), ids, opts)
+  local n, notes = net.set_exit(net.load(p.file), ids, opts)
   net.save(n, p.file)
   local exits = model.exits(n)
-  return { exit = exits[1] or json.null, exits = json.array(exits) }
+  return { exit = exits[1] or json.null, exits = json.array(exits), notes = json.array(notes or {}) }
 end
 
 entries["set-routed-ipv6"] = function(p)

@@ -337,6 +337,39 @@ function net.remove_node(n, id, opts)
   return out, notes
 end
 
+-- What an exit candidate of N lacks, as notes: no global IPv6 address
+-- (while it is the exit, no container reaches the IPv6 Internet), no
+-- IPv4 address (it cannot ping the IPv4 probe targets, so it is taken
+-- only when no candidate reaches the Internet).
+local function exit_notes(n, ids)
+  local function families(node)
+    local v4, v6 = false, false
+    for _, s in ipairs(node and node.facts.addresses or {}) do
+      local a = ip.parsed(s)
+      local class = a and ip.classify({ family = a.family, bytes = a.bytes })
+      if a and a.family == 4 then v4 = true end
+      if a and a.family == 6 and (class == "global" or class == "documentation") then v6 = true end
+    end
+    return v4, v6
+  end
+  -- Only where some node breaks out to the IPv6 Internet on its own.
+  local any6 = false
+  for _, node in ipairs(n.nodes) do any6 = any6 or select(2, families(node)) end
+  local notes = {}
+  for _, id in ipairs(ids) do
+    local v4, v6 = families((model.find_node(n, id)))
+    if any6 and not v6 then
+      notes[#notes + 1] = string.format("%s has no global IPv6 address: while it is the exit, no container "
+        .. "reaches the IPv6 Internet", id)
+    end
+    if not v4 then
+      notes[#notes + 1] = string.format("%s has no IPv4 address: it cannot ping the IPv4 probe targets, so it is "
+        .. "the exit only when no candidate reaches the Internet", id)
+    end
+  end
+  return notes
+end
+
 -- Make node ID the sole exit of the network, or IDS (a list) the exit and
 -- its fallbacks in order; nil (or "none") for local breakout everywhere.
 -- The policies run on the result, so that a faulty one refuses the change.
@@ -367,7 +400,7 @@ function net.set_exit(n, ids, opts)
   local after = remember(out, set)
   refuse_bad_entry(after)
   keep_renderable(topology.build(n, set, { lenient = true }), after)
-  return out
+  return out, exit_notes(out, ids or {})
 end
 
 -- Give the network the routed IPv6 prefix PREFIX (a global prefix its
