@@ -46,6 +46,10 @@ policy.default_dir = default_dir()
 -- scan of a nearly full /8); a bare endless loop uses it up in about
 -- 0.4 s of CPU.
 policy.budget = 100000000
+-- CPU seconds one call may take, nested calls included: a loop of short
+-- C calls on large strings (a 1 MB concatenation per instruction) runs
+-- few instructions but much time.
+policy.seconds = 2
 
 -- The search path: EXTRA (list) first, then $ZMESH_POLICY_PATH (colon
 -- separated), then the defaults.
@@ -82,6 +86,49 @@ local function stopped_at()
   end
 end
 
+local function error_text(e)
+  if raw_type(e) == "string" then return e end
+  if raw_type(e) == "number" then return tostring(e) end
+  return string.format("(error object is a %s value)", raw_type(e))
+end
+
+-- Lua cuts a long chunk name in positions ("...licies/v2/role.lua:3:"):
+-- the policy's whole path instead, when it is one of the policy files.
+local function full_position(msg)
+  local tail, line, rest = msg:match("^%.%.%.(.-):(%d+): (.*)$")
+  if tail then
+    for src in pairs(sources) do
+      local path = src:sub(2)
+      if path:sub(-#tail) == tail then return path .. ":" .. line .. ": " .. rest end
+    end
+  end
+  return msg
+end
+
+local function has_position(msg)
+  for src in pairs(sources) do
+    local path = src:sub(2)
+    if msg:sub(1, #path + 1) == path .. ":" then return true end
+  end
+  return false
+end
+
+local control_escapes = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+-- A message about a policy, as one line a terminal shows as it is:
+-- whatever the policy put in it, its control characters are escaped.
+local function one_line(msg)
+  return (msg:gsub("%c", function(c) return control_escapes[c] or string.format("\\x%02x", c:byte()) end))
+end
+
+-- The message of an error a policy raised: always "file:line: …", the
+-- whole path (an error("x", 0) or a table is placed where it was raised).
+local function policy_error(e)
+  local text = full_position(error_text(e))
+  if not has_position(text) then text = stopped_at() .. ": " .. text end
+  return one_line(text)
+end
+
 -- ---- the budget ----
 
 -- After a stop the hook fires again this often, so that whatever policy
@@ -91,10 +138,27 @@ local AFTER = 1000
 -- sandbox's pcall and xpcall re-raise it instead of catching it.
 local stop_message = nil
 
+-- The hook fires every STEP instructions: often enough that STEP short C
+-- calls take well under a second, rarely enough to cost nothing.
+local STEP = 1000
+local clock = os.clock
+local used, started = 0, 0
+
 local function on_count()
-  stop_message = stop_message or (stopped_at() .. ": policy took too long")
+  if not stop_message then
+    used = used + STEP
+    if used < policy.budget and clock() - started < policy.seconds then return end
+    stop_message = stopped_at() .. ": policy took too long"
+  end
   sethook(on_count, "", AFTER)
   error(stop_message, 0)
+end
+
+-- The budget of a new outermost call of FILE.
+local function arm(file)
+  stop_message, running_file = nil, file
+  used, started = 0, clock()
+  sethook(on_count, "", STEP)
 end
 
 -- Installs the budget for a call of FILE, unless the running coroutine
@@ -102,10 +166,7 @@ end
 -- Returns the hook found, for leave().
 local function enter(file)
   local h, mask, count = gethook()
-  if h ~= on_count then
-    stop_message, running_file = nil, file
-    sethook(on_count, "", policy.budget)
-  end
+  if h ~= on_count then arm(file) end
   return h, mask, count
 end
 
@@ -403,8 +464,8 @@ end
 
 -- A contract breach: raises "file:line: policy NAME: hook HOOK: MESSAGE".
 function policy.breach(p, hook, fmt, ...)
-  error(string.format("%s: policy %s: %s%s", policy.where(p, hook), p.name,
-    hook and ("hook " .. hook .. ": ") or "", string.format(fmt, ...)), 0)
+  error(one_line(string.format("%s: policy %s: %s%s", policy.where(p, hook), p.name,
+    hook and ("hook " .. hook .. ": ") or "", string.format(fmt, ...))), 0)
 end
 
 -- A policy's value in a message, without running its __tostring.
@@ -414,17 +475,11 @@ local function show(v)
   return t
 end
 
-local function error_text(e)
-  if raw_type(e) == "string" then return e end
-  if raw_type(e) == "number" then return tostring(e) end
-  return string.format("(error object is a %s value)", raw_type(e))
-end
-
 -- A runtime error in a hook keeps its own file:line and gains the
 -- policy's name.
 local function message_handler(name, hook)
   return function(e)
-    return string.format("%s (in policy %s, hook %s)", error_text(e), name, hook)
+    return string.format("%s (in policy %s, hook %s)", policy_error(e), name, hook)
   end
 end
 
@@ -445,11 +500,12 @@ function policy.load(name, contract, opts)
   if not file then
     return nil, string.format("policy '%s' not found in %s", name, table.concat(path, ":"))
   end
-  local chunk, err = load(src, "@" .. file, "t", sandbox())
-  if not chunk then return nil, err end
+  if src == nil then return nil, file .. ": not a readable policy file (a directory?)" end
   sources["@" .. file] = true
+  local chunk, err = load(src, "@" .. file, "t", sandbox())
+  if not chunk then return nil, one_line(full_position(err)) end
   local h, mask, count = enter(file)
-  local ok, p = xpcall(chunk, error_text)
+  local ok, p = xpcall(chunk, policy_error)
   leave(h, mask, count)
   if not ok then return nil, p end
   -- Raw reads only: the table is the policy's, its metamethods would run
@@ -523,10 +579,7 @@ function policy.call(p, hook, ...)
   v = view_of[b]
   if v then b = v elseif n > 1 then b = outward(b, e.names[2]) end
   local h, mask, count = gethook()
-  if h ~= on_count then
-    stop_message, running_file = nil, e.file
-    sethook(on_count, "", policy.budget)
-  end
+  if h ~= on_count then arm(e.file) end
   if n == 2 then return finish(h, mask, count, xpcall(e.fn, e.handler, a, b)) end
   if n == 1 then return finish(h, mask, count, xpcall(e.fn, e.handler, a)) end
   return finish(h, mask, count, xpcall(e.fn, e.handler))

@@ -92,6 +92,21 @@ describe("policy sandbox budget (a tenth of it)", function()
     assert.matches("^" .. lit(at("loop_top", "role", "stops here")) .. ": policy took too long$", err)
   end)
 
+  it("stops a loop of long C calls by its CPU time, not only its instructions", function()
+    local seconds = policy.seconds
+    policy.seconds = 0.3
+    local p = load_case("loop_concat", "role", { "role" })
+    local t0 = os.clock()
+    local ok, err = guarded(policy.call, p, "role", facts("n1"))
+    local took = os.clock() - t0
+    policy.seconds = seconds
+    assert.is_false(ok)
+    assert.matches("^" .. lit(at("loop_concat", "role", "stops here")) .. ": policy took too long", err)
+    -- Not a speed target: without the clock this call would run for
+    -- minutes (its instructions are few), so stopping at all is the point.
+    assert.is_true(took < 5, "took " .. took .. " s")
+  end)
+
   it("cannot be caught by the policy's own pcall or xpcall", function()
     local p = load_case("loop_catch", "role", { "role" })
     local ok, err = guarded(policy.call, p, "role", facts("n1"))
@@ -289,5 +304,56 @@ describe("policy sandbox, the default policies", function()
     assert.equal(2, #r.h001)
     assert.same(r.h001, r.h400)
     assert.is_nil(debug.gethook())
+  end)
+end)
+
+-- What a farmer reads when a policy fails: one line, the whole path and
+-- the line, whatever the policy raised or answered.
+describe("policy messages", function()
+  local dir
+  before_each(function()
+    local p = io.popen("mktemp -d")
+    dir = p:read("l") .. "/a-rather-long-directory-name-for-farmer-policies/v2"
+    p:close()
+    assert(os.execute("mkdir -p " .. dir))
+  end)
+  after_each(function() os.execute("rm -rf " .. dir:gsub("/a%-rather.*$", "")) end)
+
+  local function role_policy(body)
+    local f = assert(io.open(dir .. "/role.lua", "w"))
+    f:write(body)
+    f:close()
+    return assert(policy.load("role", { hooks = { "role" } }, { path = { dir } }))
+  end
+
+  it("name the whole path and the line, also for an error raised without a position", function()
+    for body, line in pairs({
+      ['return { name = "role", version = 1,\n  role = function() error("x", 0) end }\n'] = 2,
+      ['return { name = "role", version = 1,\n  role = function() error({}) end }\n'] = 2,
+      ['return { name = "role", version = 1,\n\n  role = function() error("boom") end }\n'] = 3,
+    }) do
+      local ok, err = pcall(policy.call, role_policy(body), "role", {})
+      assert.is_false(ok)
+      local want = dir .. "/role.lua:" .. line .. ": "
+      assert.equal(want, err:sub(1, #want))
+    end
+  end)
+
+  it("are one line: control characters a policy raised or answered are escaped", function()
+    local p = role_policy('return { name = "role", version = 1,\n  role = function() error("a\\nb\\27[2J") end }\n')
+    local _, err = pcall(policy.call, p, "role", {})
+    assert.not_matches("[%c]", err)
+    assert.matches("a\\nb\\x1b[2J", err, 1, true)
+    local ok
+    ok, err = pcall(policy.breach, p, "role", "returned %s", "pub\r\nlic")
+    assert.is_false(ok)
+    assert.not_matches("[%c]", err)
+  end)
+
+  it("say a directory is no policy file", function()
+    assert(os.execute("mkdir -p " .. dir .. "/exit.lua"))
+    local p, err = policy.load("exit", { hooks = { "exit" } }, { path = { dir } })
+    assert.is_nil(p)
+    assert.equal(dir .. "/exit.lua: not a readable policy file (a directory?)", err)
   end)
 end)

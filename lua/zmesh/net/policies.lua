@@ -40,12 +40,20 @@ function policies.load(dirs)
   return set
 end
 
+-- A value a policy answered, as a message shows it: cut to 64
+-- characters with its length (policy.breach escapes what is left).
+local function said(v)
+  local text = tostring(v)
+  if type(v) == "string" and #text > 64 then text = text:sub(1, 64) .. "… (" .. #v .. " bytes)" end
+  return text
+end
+
 function policies.role(set, facts)
   local p = set.role
   local r = policy.call(p, "role", facts)
   if r ~= "public" and r ~= "hidden" then
     policy.breach(p, "role", "node %s: returned %s, expected \"public\" or \"hidden\"",
-      facts.node_id, tostring(r))
+      facts.node_id, said(r))
   end
   return r
 end
@@ -56,7 +64,7 @@ function policies.endpoint(set, from, to)
   local a = policy.call(p, "endpoint", from, to)
   if a ~= nil and (type(a) ~= "string" or a:find("/", 1, true) or not ip.parsed(a)) then
     policy.breach(p, "endpoint", "from %s to %s: returned %s, expected an address or nil",
-      tostring(from.node_id), to.node_id, tostring(a))
+      tostring(from.node_id), to.node_id, said(a))
   end
   return a
 end
@@ -80,6 +88,14 @@ function policies.subnet(set, req, range, range6, routed)
     policy.breach(p, "subnet", "subnet %s is in use or has no usable mesh address", r.subnet)
   end
   local out = { subnet = ip.format_cidr(s) }
+  -- "Exactly when": an answer the network has no range for is a breach.
+  if not range6 and r.ipv6_subnet ~= nil then
+    policy.breach(p, "subnet", "returned ipv6_subnet %s, but the network has no ipv6_range", said(r.ipv6_subnet))
+  end
+  if not routed and r.routed_ipv6_subnet ~= nil then
+    policy.breach(p, "subnet", "returned routed_ipv6_subnet %s, but the network has no routed_ipv6",
+      said(r.routed_ipv6_subnet))
+  end
   if range6 then
     local s6 = type(r.ipv6_subnet) == "string" and ip.parse_cidr(r.ipv6_subnet, { strict = true })
     if not s6 or s6.family ~= 6 or s6.len ~= 64 or not ip.contains(range6, s6) then
@@ -142,8 +158,8 @@ function policies.exit(set, req)
   local known, seen, out = {}, {}, {}
   for _, n in ipairs(req.nodes) do known[n.node_id] = true end
   for _, id in ipairs(list) do
-    if not known[id] then policy.breach(p, "exit", "returned %s, not an NR of the network", tostring(id)) end
-    if seen[id] then policy.breach(p, "exit", "returned %s twice", tostring(id)) end
+    if not known[id] then policy.breach(p, "exit", "returned %s, not an NR of the network", said(id)) end
+    if seen[id] then policy.breach(p, "exit", "returned %s twice", said(id)) end
     seen[id] = true
     out[#out + 1] = id
   end
