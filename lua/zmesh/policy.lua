@@ -350,8 +350,40 @@ local function rethrow(ok, ...)
   return ok, ...
 end
 
+-- Keys in one order every run: numbers, then strings, each ascending
+-- (then the rest by type): the hash seed differs between processes, and
+-- a policy that picks the first key of a pairs() loop must render the
+-- same bytes every time.
+local function key_before(a, b)
+  local ta, tb = raw_type(a), raw_type(b)
+  if ta ~= tb then return ta < tb end
+  if ta == "number" or ta == "string" then return a < b end
+  if ta == "boolean" then return b and not a end
+  return false
+end
+
+local function stable_pairs(t)
+  if raw_type(t) ~= "table" then return pairs(t) end
+  -- A policy's own __pairs gives its own order.
+  local mt = host_of[t] == nil and getmetatable(t)
+  if raw_type(mt) == "table" and rawget(mt, "__pairs") ~= nil then return pairs(t) end
+  local keys, k = {}, nil
+  repeat
+    k = view_next(t, k)
+    keys[#keys + 1] = k
+  until k == nil
+  table.sort(keys, key_before)
+  local i = 0
+  return function()
+    i = i + 1
+    local key = keys[i]
+    if key == nil then return nil end
+    return key, t[key]
+  end, t, nil
+end
+
 local base = {
-  assert = assert, error = error, ipairs = ipairs, pairs = pairs, select = select,
+  assert = assert, error = error, ipairs = ipairs, pairs = stable_pairs, select = select,
   tonumber = tonumber, tostring = tostring, type = type, rawequal = rawequal,
   next = view_next,
   pcall = function(...) return rethrow(pcall(...)) end,

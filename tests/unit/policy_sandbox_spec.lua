@@ -357,3 +357,30 @@ describe("policy messages", function()
     assert.equal(dir .. "/exit.lua: not a readable policy file (a directory?)", err)
   end)
 end)
+
+describe("policy sandbox, pairs", function()
+  it("walks keys in one order every run (numbers, then strings), the policy's tables and the host's", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local f = assert(io.open(dir .. "/role.lua", "w"))
+    f:write([[
+return { name = "role", version = 1, role = function(ctx)
+  local t, out = {}, {}
+  for i = 1, 40 do t["k" .. string.format("%02d", 41 - i)] = i end
+  t[3], t[1] = true, true
+  for k in pairs(t) do out[#out + 1] = tostring(k) end
+  for k in pairs(ctx) do out[#out + 1] = k end
+  return table.concat(out, ",")
+end }
+]])
+    f:close()
+    local p = assert(policy.load("role", { hooks = { "role" } }, { path = { dir } }))
+    local got = policy.call(p, "role", { zeta = 1, alpha = 2, mid = 3 })
+    os.execute("rm -rf " .. dir)
+    local want = { "1", "3" }
+    for i = 1, 40 do want[#want + 1] = string.format("k%02d", i) end
+    for _, k in ipairs({ "alpha", "mid", "zeta" }) do want[#want + 1] = k end
+    assert.equal(table.concat(want, ","), got)
+  end)
+end)
