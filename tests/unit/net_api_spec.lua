@@ -201,6 +201,16 @@ describe("net API", function()
     end)
   end)
 
+  describe("add_access, with a policy that leaves the device out", function()
+    it("names the policy, not the network", function()
+      local n = build.network(net, { "pub4", "hid4" }, fake)
+      local ok, err = pcall(net.add_access, n, "phone", { policy_dir = "tests/fixtures/net/policies/skip_device" })
+      assert.is_false(ok)
+      assert.matches("skip_device/aggregator.lua:%d+: policy aggregator: hook aggregators: gave access:phone no aggregator",
+        err)
+    end)
+  end)
+
   describe("add_access", function()
     it("prints a wg-quick config peering with an aggregator, and stores no private key", function()
       local n = build.network(net, { "pub4", "hid4" }, fake, { ipv6_range = "fd00:1::/48" })

@@ -535,6 +535,11 @@ function net.add_access(n, name, opts)
     local context = {}
     for _, h in ipairs(t.hidden) do context[h] = table.move(t.aggregators[h], 1, #t.aggregators[h], 1, {}) end
     via = policies.aggregators(set, function()
+      -- Left unserved: the network's fault only when no public node can
+      -- be dialled; else the policy broke its contract (said next).
+      for _, p in ipairs(t.public) do
+        if topology.dial(t, id, p) then return end
+      end
       validate.fail("via", nil, "is needed: no public node of network %s can be dialled by a device", n.name)
     end, {
       net_id = n.net_id, hidden = { id }, public = table.move(t.public, 1, #t.public, 1, {}),
