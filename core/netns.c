@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,13 +290,47 @@ int zm_pid_alive(pid_t pid)
 	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
+/*
+ * A pidfd turns readable once every thread of the process has exited: a
+ * leader shows as a zombie while its other threads still run their exit,
+ * and the files they share (a TUN, which goes with its last fd) are only
+ * closed by the last one. 0 when it did within WAIT_MS, 1 when not, -1
+ * without a pidfd.
+ */
+static int wait_pidfd(int pidfd, unsigned int wait_ms)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	unsigned int waited = 0;
+	int n;
+
+	for (;;) {
+		n = poll(&p, 1, (int)(wait_ms - waited));
+		if (n > 0)
+			return 0;
+		if (n == 0 || errno != EINTR)
+			return n == 0 ? 1 : -1;
+		waited += 10; /* a signal: go on, the wait roughly kept */
+		if (waited >= wait_ms)
+			return 1;
+	}
+}
+
 int zm_pid_end(pid_t pid, int sig, unsigned int wait_ms)
 {
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	unsigned int waited = 0;
+	int ret;
 
 	kill(pid, sig);
 	/* Our own child would linger as a zombie. */
 	waitpid(pid, NULL, WNOHANG);
+	if (pidfd >= 0) {
+		ret = wait_pidfd(pidfd, wait_ms);
+		close(pidfd);
+		waitpid(pid, NULL, WNOHANG);
+		if (ret >= 0)
+			return ret;
+	}
 	while (zm_pid_alive(pid) && waited < wait_ms) {
 		zm_sleep_ms(10);
 		waited += 10;
