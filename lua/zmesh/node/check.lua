@@ -110,6 +110,9 @@ function check.run(ctx, net_id)
   for id, raw in pairs(context.saved_nrs(ctx)) do
     if not net_id or id == net_id then out[#out + 1] = check_nr(ctx, id, raw) end
   end
+  if net_id and #out == 0 then
+    require("zmesh.check").not_found("net_id", net_id, "no such NR on this node")
+  end
   table.sort(out, function(a, b) return a.net_id < b.net_id end)
   return out
 end
