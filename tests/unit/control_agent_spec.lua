@@ -28,10 +28,11 @@ local function cfg(gen, peers)
     peers = json.array(peers or {}) })
 end
 
-local function setup(opts)
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
+-- A new server with the bucket, and a daemon (state_dir DIR) whose agent
+-- watches it: the server, an admin connection, the daemon's connection,
+-- the fake daemon, its agent. Again on the same DIR: a bucket lost and
+-- made again, seen by a restarted daemon.
+local function agent_on_new_server(dir, opts)
   local srv = fake_nats.server()
   local admin = client.wrap(fake_nats.conn(srv))
   admin.state = "connected"
@@ -40,6 +41,19 @@ local function setup(opts)
   local d = fake_daemon(dir)
   local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end,
     facts = opts and opts.facts })
+  return srv, admin, conn, d, a
+end
+
+local function bucket_made_again(dir)
+  local _, admin, conn, d, a = agent_on_new_server(dir)
+  return admin, conn, d, a
+end
+
+local function setup(opts)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  local srv, admin, conn, d, a = agent_on_new_server(dir, opts)
   local x = { dir = dir, srv = srv, admin = admin, conn = conn, d = d, a = a }
   function x.connect()
     conn:push({ kind = "connected", url = "nats://fake:4222" })
@@ -121,13 +135,7 @@ describe("control agent", function()
     -- Many revisions later the bucket is made again (revisions from 1) and
     -- the node is published anew: taken, although below the last seen.
     x.a.seen.abc = 40
-    local srv = fake_nats.server()
-    local admin = client.wrap(fake_nats.conn(srv))
-    admin.state = "connected"
-    assert(kv.ensure_bucket(admin, "zmesh"))
-    local conn = fake_nats.conn(srv)
-    local d = fake_daemon(x.dir)
-    local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end })
+    local admin, conn, d, a = bucket_made_again(x.dir)
     a.seen.abc = 40
     assert(kv.put(admin, "zmesh", "nr.n1.abc", cfg(5)))
     conn:push({ kind = "connected" })
@@ -217,13 +225,7 @@ describe("control agent", function()
     local applied = #x.d.jobs
     -- The bucket is lost and made again: a new daemon (same state_dir) on
     -- a new server sees revision 1 again, with the next generation.
-    local srv = require("fake_nats").server()
-    local admin = client.wrap(fake_nats.conn(srv))
-    admin.state = "connected"
-    assert(kv.ensure_bucket(admin, "zmesh"))
-    local conn = fake_nats.conn(srv)
-    local d = fake_daemon(x.dir)
-    local a = control.start(d, { no_loop = true, connect = function() return client.wrap(conn) end })
+    local admin, conn, d, a = bucket_made_again(x.dir)
     assert(kv.put(admin, "zmesh", "nr.n1.abc", cfg(3)))
     conn:push({ kind = "connected" })
     a.cl:dispatch()
