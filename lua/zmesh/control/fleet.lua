@@ -58,8 +58,17 @@ function fleet.connect(p, core)
       fail("timeout", p.timeout, "must be a number of seconds, above 0 and at most 3600")
     end
   end
-  local cl, err = client.connect({ servers = urls, name = "zmesh-net", nkey_seed_file = nkey, creds_file = creds,
-    user = p.user, password_file = p.password_file, timeout = 2000 }, core)
+  -- No server answering yet (refused, timed out: one restarting) is
+  -- waited for within TIMEOUT too; a refusal of the credentials is not.
+  local deadline = kv.now() + patience
+  local cl, err, ename
+  repeat
+    cl, err, ename = client.connect({ servers = urls, name = "zmesh-net", nkey_seed_file = nkey,
+      creds_file = creds, user = p.user, password_file = p.password_file, timeout = 2000 }, core)
+    local again = not cl and (ename == "ECONNREFUSED" or ename == "ETIMEDOUT" or ename == "ENOTCONN")
+      and kv.now() + 0.5 < deadline
+    if again then require("luv").sleep(500) end
+  until not again
   if not cl then error("nats " .. table.concat(urls, ",") .. ": " .. tostring(err), 0) end
   cl.timeout, cl.patience = math.floor(math.min(patience, 2) * 1000), patience
   return cl, bucket
