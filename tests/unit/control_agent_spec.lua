@@ -196,6 +196,21 @@ describe("control agent", function()
     assert.equal(4, x.d.jobs[2].params.generation)
   end)
 
+  it("forgets what it measured under the old generation once the new one is applied", function()
+    local x = setup()
+    x.connect()
+    x.put("nr.n1.abc", cfg(1))
+    x.pump()
+    finish(x.d.jobs[1], true)
+    x.a.reach.abc = { n2 = { reachable = true } }
+    x.a.last_round = 1
+    x.put("nr.n1.abc", cfg(2))
+    x.pump()
+    finish(x.d.jobs[2], true)
+    assert.is_nil(x.a.reach.abc)
+    assert.is_nil(x.a.last_round, "the next tick probes at once")
+  end)
+
   it("does not apply again what an earlier daemon applied", function()
     local x = setup()
     x.connect()

@@ -291,6 +291,11 @@ function A:applied(net_id, p, reply)
     self.record.keys[net_id] = { revision = w.revision, generation = w.generation, at = r.at }
     self.config = self.config or {}
     self.config[net_id] = w.params
+    -- What was measured under the old config says nothing of the new:
+    -- the status says no reach until the next probe, which comes at once.
+    if not prev.applied or prev.applied.generation ~= w.generation then
+      self.reach[net_id], self.last_round = nil, nil
+    end
     self.d:log("control: applied nr.%s.%s revision %d (generation %s)", self.node, net_id, w.revision,
       tostring(w.generation))
   elseif reply.ok then
