@@ -149,7 +149,7 @@ function publish.run(p)
   -- Once the claim is ours the file records it, also when the rest
   -- fails: publishing again from it then goes on over our own claim.
   local base = type(n.published) == "table" and n.published.generation or nil
-  local before, intended, claimed = n.published, false, false
+  local before, intended = n.published, false
   local hooks = {
     -- Before the claim: a claim whose answer is lost (a timeout) is
     -- still known as ours by its token.
@@ -158,16 +158,18 @@ function publish.run(p)
       net.save(n, p.file)
     end,
     claimed = function(gen, token)
-      n.published, claimed = { generation = gen, claim = token, complete = false }, true
+      n.published = { generation = gen, claim = token, complete = false }
       net.save(n, p.file)
     end,
   }
   local ok, res = pcall(publish.to_bucket, cl, bucket, n, configs, p, hooks)
   cl:close()
   if not ok then
-    -- A claim another publish won wrote nothing of ours: the file is
-    -- left as it was (a lost answer keeps the token, to go on from).
-    if intended and not claimed and tostring(res):match("^conflict: ") then
+    -- Another publish won (the claim, or the keys after two claims the
+    -- server both took): nothing of ours stands, so the file is left as
+    -- it was and stays behind the bucket. A lost answer (a timeout) keeps
+    -- the token, to go on from.
+    if intended and tostring(res):match("^conflict: ") then
       n.published = before
       pcall(net.save, n, p.file)
     end
